@@ -1,0 +1,305 @@
+"""A model is a list of layers and a loss layer; backward walks the layers in reverse.
+
+``model.params`` is a live mapping with the textbook's keys (``W1``, ``b1``, ``W2``...,
+``gamma1``...) onto the layers' own parameter dicts, so
+``optimizer.update(model.params, model.gradient(x, t))`` changes the weights the layers
+use on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import numpy as np
+
+from . import functional as F
+from . import layers as L
+from .backend import Backend, check_same_backend, device, from_host_like, namespace, resolve, to_numpy
+from .errors import ConfigError, DTypeError, NonFiniteError, ShapeError
+from .losses import LOSSES, SoftmaxWithLoss
+
+
+class _LayerDicts(MutableMapping):
+    """Flat, live view of one kind of per-layer dict (``params``, ``grads`` or ``state``)."""
+
+    def __init__(self, layers, attr: str, keys_of: str | None = None):
+        self._attr = attr
+        self._where: dict[str, tuple] = {}
+        counts: dict[str, int] = {}
+        for layer in layers:
+            for name in getattr(layer, keys_of or attr, {}):
+                counts[name] = counts.get(name, 0) + 1
+                self._where[f"{name}{counts[name]}"] = (layer, name)
+
+    def __getitem__(self, key):
+        layer, name = self._where[key]
+        return getattr(layer, self._attr)[name]
+
+    def __setitem__(self, key, value):
+        if key not in self._where:
+            raise KeyError(f"no parameter {key!r}; this model has {list(self._where)}")
+        layer, name = self._where[key]
+        getattr(layer, self._attr)[name] = value
+
+    def __delitem__(self, key):
+        raise TypeError("a model's parameters cannot be deleted")
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k}: shape {tuple(v.shape)}" for k, v in self.items()) + "}"
+
+
+class Sequential:
+    """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default)."""
+
+    def __init__(self, layers, loss=None):
+        self.layers = list(layers)
+        self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
+        self.params = _LayerDicts(self.layers, "params")
+        self.state = _LayerDicts(self.layers, "state")
+        self._grads = _LayerDicts(self.layers, "grads", keys_of="params")
+
+    # ------------------------------------------------------------------ checks
+    def _reference(self):
+        for key in self.params:
+            return self.params[key]
+        return None
+
+    @property
+    def dtype(self):
+        ref = self._reference()
+        return None if ref is None else ref.dtype
+
+    def check_input(self, x, where: str = "model input"):
+        """Raise a clear error for arrays of the wrong backend, device, dtype or shape.
+        Float inputs of another precision are cast to the model's dtype."""
+        ref = self._reference()
+        if ref is None:
+            return x
+        first = next(layer for layer in self.layers if layer.params)
+        check_same_backend(x, ref, f"{where} of {type(first).__name__} (layer {self.layers.index(first)})")
+        xp = namespace(x)
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise DTypeError(f"{where}: expected floating-point features ({ref.dtype}), got dtype "
+                             f"{x.dtype}; convert with xp.astype(x, xp.{str(ref.dtype).rsplit('.', 1)[-1]})")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ShapeError(f"{where}: expected a non-empty batch of shape (N, features...), "
+                             f"got shape {tuple(x.shape)}")
+        return x if x.dtype == ref.dtype else xp.astype(x, ref.dtype)
+
+    # ------------------------------------------------------------------ passes
+    def predict(self, x, train: bool = False, check: bool = True):
+        """Scores (the last layer's output, before the loss) for a batch ``x``."""
+        if check:
+            x = self.check_input(x)
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def loss(self, x, t, train: bool = True, check: bool = True):
+        """Mean loss of batch ``x`` with targets ``t`` (a 0-d array; no host sync)."""
+        if check:
+            t = self._check_targets(t, x)
+        return self.loss_layer.forward(self.predict(x, train, check), t)
+
+    def _check_targets(self, t, x):
+        ref = self._reference()
+        if ref is not None:
+            check_same_backend(t, ref, "targets given to the loss")
+        if t.ndim == 0 or t.shape[0] != x.shape[0]:
+            raise ShapeError(f"{t.shape[0] if t.ndim else 'a scalar of'} labels given for a batch "
+                             f"of {x.shape[0]} samples; expected one per sample")
+        return t
+
+    def backward(self, dout=1.0):
+        """Backpropagate from the loss; fills every layer's ``grads``; returns d loss / d x."""
+        d = self.loss_layer.backward(dout)
+        for layer in reversed(self.layers):
+            d = layer.backward(d)
+        return d
+
+    def gradient(self, x, t, check: bool = True) -> dict:
+        """Backprop gradients of the loss, a dict with the keys of ``params``."""
+        self.loss(x, t, train=True, check=check)
+        self.backward()
+        return dict(self._grads)
+
+    def accuracy(self, x, t, batch_size: int | None = None) -> float:
+        """Fraction of samples classified right (a Python float: one host sync)."""
+        n = x.shape[0]
+        step = n if batch_size is None else int(batch_size)
+        hits = 0.0
+        for i in range(0, n, step):
+            xb, tb = x[i:i + step, ...], t[i:i + step, ...]
+            hits += float(to_numpy(F.accuracy(self.predict(xb), tb))) * xb.shape[0]
+        return hits / n
+
+    # ------------------------------------------------------------------ numerical gradient
+    def numerical_gradient(self, x, t, eps: float = 1e-5, dtype: str = "float64", wrt_input: bool = False) -> dict:
+        """Central differences ``(L(p + eps) - L(p - eps)) / 2 eps`` for every parameter,
+        computed in ``dtype`` (float64 by default) on the model's own device.
+
+        Works on every backend: each perturbation is an array built on the device, and
+        only the scalar loss comes back to the host. Parameters are restored afterwards.
+        With ``wrt_input=True`` the result also has key ``"x"``: d loss / d x.
+        """
+        with _cast(self, x, dtype) as (xc, ref):
+            xp = namespace(ref)
+            with _frozen(self):
+
+                def loss_at() -> float:
+                    saved = dict(self.state)
+                    value = float(to_numpy(self.loss(xc_box[0], t, train=True, check=False)))
+                    self.state.update(saved)
+                    return value
+
+                xc_box = [xc]
+                out = {}
+                targets = list(self.params.items()) + ([("x", xc)] if wrt_input else [])
+                for key, p in targets:
+                    put = (lambda v: xc_box.__setitem__(0, v)) if key == "x" else \
+                        (lambda v, k=key: self.params.__setitem__(k, v))
+                    flat = xp.reshape(xp.arange(_size(p), device=device(p)), p.shape)
+                    g = np.empty(_size(p))
+                    for i in range(g.size):
+                        e = xp.astype(flat == i, p.dtype) * eps
+                        put(p + e)
+                        plus = loss_at()
+                        put(p - e)
+                        minus = loss_at()
+                        g[i] = (plus - minus) / (2 * eps)
+                    put(p)
+                    out[key] = from_host_like(g.reshape(tuple(p.shape)), p)
+                return out
+
+    def gradient_check(self, x, t, eps: float = 1e-5, dtype: str = "float64", wrt_input: bool = True) -> dict:
+        """Worst relative error between backprop and numerical gradients, per parameter.
+
+        Both are computed in ``dtype`` (float64 by default). The error of one element is
+        ``|a - b| / max(|a| + |b|, 1e-8)``; about 1e-7 or less means the backward is right.
+        """
+        num = self.numerical_gradient(x, t, eps, dtype, wrt_input)
+        with _cast(self, x, dtype) as (xc, _), _frozen(self):
+            saved = dict(self.state)
+            self.loss(xc, t, train=True, check=False)
+            dx = self.backward()
+            self.state.update(saved)
+            ana = {k: to_numpy(v) for k, v in self._grads.items()}
+            if wrt_input:
+                ana["x"] = to_numpy(dx)
+        report = {}
+        for key, n in num.items():
+            a, b = ana[key].astype(np.float64), to_numpy(n)
+            report[key] = float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-8)))
+        return report
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> list[dict]:
+        """The layer list with each layer's type, config and parameter shapes (for checkpoints)."""
+        return [
+            {"type": type(layer).__name__, "config": layer.config(),
+             "params": {k: list(v.shape) for k, v in layer.params.items()}}
+            for layer in self.layers
+        ]
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner},\n  loss={type(self.loss_layer).__name__})"
+
+
+def _size(a) -> int:
+    n = 1
+    for s in a.shape:
+        n *= int(s)
+    return n
+
+
+class _cast:
+    """Context: the model's parameters, state and input cast to ``dtype``, restored on exit."""
+
+    def __init__(self, model: Sequential, x, dtype: str):
+        self.model, self.x, self.dtype = model, x, dtype
+
+    def __enter__(self):
+        m = self.model
+        ref = m._reference()
+        x = m.check_input(self.x, "gradient-check input")
+        xp = namespace(x)
+        dt = getattr(xp, self.dtype)
+        info = xp.__array_namespace_info__()
+        if self.dtype not in info.dtypes(device=device(x), kind="real floating"):
+            raise DTypeError(f"numerical gradients in {self.dtype} asked for, but device {device(x)} "
+                             f"has no {self.dtype}; pass dtype='float32' (and a larger eps, e.g. 1e-2)")
+        self.saved_params, self.saved_state = dict(m.params), dict(m.state)
+        for mapping, saved in ((m.params, self.saved_params), (m.state, self.saved_state)):
+            for k, v in saved.items():
+                mapping[k] = xp.astype(v, dt)
+        return xp.astype(x, dt), (m._reference() if ref is not None else x)
+
+    def __exit__(self, *exc):
+        self.model.params.update(self.saved_params)
+        self.model.state.update(self.saved_state)
+        return False
+
+
+class _frozen:
+    """Context: layers that draw random numbers reuse their last draw (Dropout masks)."""
+
+    def __init__(self, model: Sequential):
+        self.layers = [layer for layer in model.layers if hasattr(layer, "freeze")]
+
+    def __enter__(self):
+        for layer in self.layers:
+            layer.freeze = True
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            layer.freeze = False
+        return False
+
+
+# ---------------------------------------------------------------------- builders
+def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dropout: float = 0.0,
+        loss: str = "softmax", seed=0, backend: Backend | str | None = None,
+        device: str | None = None, dtype: str | None = None) -> Sequential:
+    """A multi-layer perceptron: ``sizes = [inputs, hidden..., outputs]``.
+
+    Each hidden layer is Affine -> (BatchNormalization) -> activation -> (Dropout).
+    ``init`` defaults to He for ReLU and Xavier for sigmoid/tanh. Weights are drawn on the
+    host from ``numpy.random.default_rng(seed)``, so the same seed gives the same model on
+    every backend.
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ConfigError(f"mlp sizes must be at least [inputs, outputs], all >= 1; got {sizes}")
+    act = L.ACTIVATIONS.get(str(activation).lower())
+    if act is None:
+        raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(L.ACTIVATIONS)}")
+    if str(loss).lower() not in LOSSES:
+        raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+    be = backend if isinstance(backend, Backend) else resolve(backend, device, dtype)
+    init = init if init is not None else ("he" if act is L.ReLU else "xavier")
+    rng = L.as_rng(seed)
+    layers: list = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(L.Affine.create(n_in, n_out, init, rng, be))
+        if i < len(sizes) - 2:
+            if batchnorm:
+                layers.append(L.BatchNormalization.create(n_out, be))
+            layers.append(act())
+            if dropout:
+                layers.append(L.Dropout(dropout, rng=rng.integers(2**31)))
+    return Sequential(layers, LOSSES[str(loss).lower()]())
+
+
+def check_finite(value: float, where: str) -> float:
+    """Raise :class:`NonFiniteError` for NaN or inf (a diverging loss)."""
+    if not np.isfinite(value):
+        raise NonFiniteError(f"{where} is {value}; lower the learning rate or check the inputs")
+    return value

@@ -1,0 +1,187 @@
+"""Optimizers in the textbook's form: ``optimizer.update(params, grads)``.
+
+Each optimizer computes, for one parameter, the step to subtract (``delta``); the base
+class applies it: in place where the array is writeable (numpy, torch, cupy), otherwise by
+storing the new array back into ``params`` (jax and dask arrays cannot change in place,
+and ``p -= d`` there would only rebind a local name). Either way the layers see it.
+
+State (velocities, squared-gradient sums, step count) lives in ``self.state``, plain
+dicts of arrays, so it can be saved, restored and compared.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import is_writeable, materialize, namespace
+from .errors import ConfigError
+
+
+def _check_positive(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def _check_fraction(name: str, value) -> float:
+    v = float(value)
+    if not 0.0 <= v < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class: ``update`` walks the parameters; subclasses define ``delta``."""
+
+    slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
+
+    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0):
+        self.lr = _check_positive("learning rate (lr)", lr)
+        if not (float(weight_decay) >= 0 and math.isfinite(float(weight_decay))):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+        self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
+
+    def update(self, params, grads) -> None:
+        """Change every ``params[key]`` by the step computed from ``grads[key]``."""
+        self.state["step"] += 1
+        for key, p in params.items():
+            g = grads[key]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            d = self.delta(key, p, g, namespace(p))
+            if is_writeable(p):
+                p -= d
+            else:
+                params[key] = materialize(p - d)
+
+    def delta(self, key, p, g, xp):
+        raise NotImplementedError
+
+    def _slot(self, name: str, key, like, xp):
+        s = self.state[name]
+        if key not in s:
+            s[key] = xp.zeros_like(like)
+        return s[key]
+
+    def _set(self, name: str, key, value):
+        self.state[name][key] = materialize(value)
+        return self.state[name][key]
+
+    def config(self) -> dict:
+        return {"lr": self.lr, "weight_decay": self.weight_decay}
+
+
+class SGD(Optimizer):
+    """``p -= lr * g``."""
+
+    def delta(self, key, p, g, xp):
+        return self.lr * g
+
+
+class Momentum(Optimizer):
+    """``v = momentum * v - lr * g``; ``p += v``."""
+
+    slots = ("v",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
+        self.momentum = _check_fraction("momentum", momentum)
+        super().__init__(lr, weight_decay)
+
+    def delta(self, key, p, g, xp):
+        v = self._set("v", key, self.momentum * self._slot("v", key, p, xp) - self.lr * g)
+        return -v
+
+    def config(self) -> dict:
+        return {**super().config(), "momentum": self.momentum}
+
+
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient in the textbook's form:
+    ``v = momentum * v - lr * g``; ``p += momentum^2 * v - (1 + momentum) * lr * g``."""
+
+    def delta(self, key, p, g, xp):
+        m = self.momentum
+        v = self._set("v", key, m * self._slot("v", key, p, xp) - self.lr * g)
+        return (1.0 + m) * self.lr * g - (m * m) * v
+
+
+class AdaGrad(Optimizer):
+    """``h += g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
+
+    slots = ("h",)
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        self.eps = float(eps)
+
+    def delta(self, key, p, g, xp):
+        h = self._set("h", key, self._slot("h", key, p, xp) + g * g)
+        return self.lr * g / (xp.sqrt(h) + self.eps)
+
+
+class RMSprop(Optimizer):
+    """``h = decay * h + (1 - decay) * g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
+
+    slots = ("h",)
+
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        self.decay_rate = _check_fraction("decay_rate", decay_rate)
+        self.eps = float(eps)
+
+    def delta(self, key, p, g, xp):
+        r = self.decay_rate
+        h = self._set("h", key, r * self._slot("h", key, p, xp) + (1.0 - r) * (g * g))
+        return self.lr * g / (xp.sqrt(h) + self.eps)
+
+    def config(self) -> dict:
+        return {**super().config(), "decay_rate": self.decay_rate}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction folded into the rate:
+    ``m += (1 - b1)(g - m)``; ``v += (1 - b2)(g^2 - v)``;
+    ``p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``."""
+
+    slots = ("m", "v")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-7, weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        self.beta1 = _check_fraction("beta1", beta1)
+        self.beta2 = _check_fraction("beta2", beta2)
+        self.eps = float(eps)
+
+    def delta(self, key, p, g, xp):
+        b1, b2, t = self.beta1, self.beta2, self.state["step"]
+        m0, v0 = self._slot("m", key, p, xp), self._slot("v", key, p, xp)
+        m = self._set("m", key, m0 + (1.0 - b1) * (g - m0))
+        v = self._set("v", key, v0 + (1.0 - b2) * (g * g - v0))
+        lr_t = self.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        return lr_t * m / (xp.sqrt(v) + self.eps)
+
+    def config(self) -> dict:
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2}
+
+
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adagrad": AdaGrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+
+
+def get_optimizer(name: str, lr: float | None = None, **kwargs) -> Optimizer:
+    """An optimizer by name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``)."""
+    cls = OPTIMIZERS.get(str(name).lower())
+    if cls is None:
+        raise ConfigError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    return cls(**kwargs) if lr is None else cls(lr=lr, **kwargs)
