@@ -1,0 +1,107 @@
+"""The parity matrix: one fixture, ``be``, runs a test on every backend present.
+
+Rows (backend, device, dtype) come from ``XPNET_TEST_BACKENDS`` (comma-separated backend
+names; default: every installed CPU backend, plus cupy when a CUDA device is usable).
+array_api_strict also runs on its simulated ``device1`` and ``no_float64`` devices, so a
+forgotten ``device=`` or ``dtype=`` fails on a CPU-only machine. Absent backends are
+skipped with the reason. ``XPNET_TEST_DTYPES`` limits the dtypes (default: both).
+
+Test ids start with the row, e.g. ``test_x[torch-float32]``; ``ci/matrix.py`` groups the
+results into a table by that id and by test module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from xpnet import backend as B
+
+try:  # pin the standard version once for the process, never per call
+    import array_api_strict
+
+    array_api_strict.set_array_api_strict_flags(api_version="2024.12")
+except ImportError:
+    pass
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    device: str | None
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        dev = f"@{self.device}" if self.device else ""
+        return f"{self.backend}{dev}-{self.dtype}"
+
+
+def _rows() -> list[Row]:
+    wanted = os.environ.get("XPNET_TEST_BACKENDS", "").strip()
+    names = [n.strip() for n in wanted.split(",") if n.strip()] or [
+        n for n in B.BACKENDS if n != "cupy" or _cupy_usable()
+    ]
+    dtypes = [d.strip() for d in os.environ.get("XPNET_TEST_DTYPES", "float32,float64").split(",")]
+    rows = []
+    for name in names:
+        for dt in dtypes:
+            rows.append(Row(name, None, dt))
+        if name == "array_api_strict":
+            rows.append(Row(name, "device1", "float32"))
+            rows.append(Row(name, "no_float64", "float32"))
+    return rows
+
+
+def _cupy_usable() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        B.resolve("cupy")
+        return True
+    except B.BackendError:
+        return False
+
+
+ROWS = _rows()
+
+
+@pytest.fixture(params=ROWS, ids=[r.id for r in ROWS])
+def be(request) -> B.Backend:
+    """The row's resolved :class:`xpnet.Backend` (namespace ``xp``, ``device``, ``dtype``)."""
+    row: Row = request.param
+    request.node.user_properties.append(("backend", row.id))
+    if not B.installed(row.backend):
+        pytest.skip(f"{row.backend} is not installed ({B.INSTALL_HINT[row.backend]})")
+    try:
+        return B.resolve(row.backend, row.device, row.dtype)
+    except B.BackendUnavailableError as e:
+        pytest.skip(f"{row.backend} cannot run here: {e}")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+def tol(be: B.Backend) -> dict:
+    """Tolerances against a float64 NumPy reference, per dtype."""
+    return {"rtol": 1e-4, "atol": 1e-5} if be.dtype_name == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+
+
+def assert_close(actual, expected, be: B.Backend, **kw) -> None:
+    """Check namespace, device, dtype and shape of ``actual``, then its values.
+
+    ``expected`` is a host NumPy array (the float64 reference).
+    """
+    assert B.namespace(actual) is be.xp, f"namespace {B.backend_name(actual)} is not {be.name}"
+    assert B.device(actual) == be.device, f"device {B.device(actual)} is not {be.device}"
+    expected = np.asarray(expected)
+    if expected.dtype.kind == "f":
+        assert actual.dtype == be.dtype, f"dtype {actual.dtype} is not {be.dtype}"
+    assert tuple(actual.shape) == expected.shape, f"shape {tuple(actual.shape)} != {expected.shape}"
+    np.testing.assert_allclose(B.to_numpy(actual), expected, **{**tol(be), **kw})
