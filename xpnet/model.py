@@ -14,7 +14,16 @@ import numpy as np
 
 from . import functional as F
 from . import layers as L
-from .backend import Backend, check_same_backend, device, from_host_like, namespace, resolve, to_numpy
+from .backend import (
+    Backend,
+    check_same_backend,
+    device,
+    from_host_like,
+    host_dtype,
+    namespace,
+    resolve,
+    to_numpy,
+)
 from .errors import ConfigError, DTypeError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
 
@@ -174,7 +183,7 @@ class Sequential:
                         minus = loss_at()
                         g[i] = (plus - minus) / (2 * eps)
                     put(p)
-                    out[key] = from_host_like(g.reshape(tuple(p.shape)), p)
+                    out[key] = from_host_like(g.reshape(tuple(p.shape)).astype(host_dtype(p.dtype)), p)
                 return out
 
     def gradient_check(self, x, t, eps: float = 1e-5, dtype: str = "float64", wrt_input: bool = True) -> dict:
