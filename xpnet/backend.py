@@ -399,8 +399,36 @@ def from_host_like(a: np.ndarray, like) -> Any:
 
 
 def is_writeable(x) -> bool:
-    """True where ``x -= y`` really changes ``x`` in place (not on jax or dask)."""
-    return array_api_compat.is_writeable_array(x)
+    """True where ``x -= y`` really changes ``x`` in place (not on jax or dask).
+
+    array-api-compat calls dask arrays writeable (they take ``x[i] = v``), but their
+    ``-=`` builds a new array and rebinds the name, so dask is excluded here.
+    """
+    return array_api_compat.is_writeable_array(x) and not array_api_compat.is_dask_array(x)
+
+
+def sub_scaled_(p, g, alpha: float, work=None):
+    """``p -= alpha * g`` in place, with no fresh temporary where the library allows it.
+
+    Only for a writeable ``p`` (:func:`is_writeable`). torch does it in one fused call
+    (``p.sub_(g, alpha=alpha)``); numpy and cupy write ``alpha * g`` into ``work`` (a buffer
+    shaped like ``p``, made here when None) and subtract it; other libraries use
+    ``p -= alpha * g``. Returns the buffer to pass as ``work`` next time (or None).
+    A fresh temporary the size of a weight costs on the CPU about as much as the
+    arithmetic (a new mapping that page-faults), hence the reuse.
+    """
+    if array_api_compat.is_torch_array(p):
+        p.sub_(g, alpha=alpha)
+        return None
+    if array_api_compat.is_numpy_array(p) or array_api_compat.is_cupy_array(p):
+        mod = np if array_api_compat.is_numpy_array(p) else _import("cupy")
+        if work is None or work.shape != p.shape or work.dtype != p.dtype:
+            work = mod.empty_like(p)
+        mod.multiply(g, alpha, out=work)
+        p -= work
+        return work
+    p -= alpha * g
+    return None
 
 
 def materialize(x):

@@ -125,17 +125,31 @@ class Sequential:
                              f"of {x.shape[0]} samples; expected one per sample")
         return t
 
-    def backward(self, dout=1.0):
-        """Backpropagate from the loss; fills every layer's ``grads``; returns d loss / d x."""
+    def backward(self, dout=1.0, input_grad: bool = True):
+        """Backpropagate from the loss; fills every layer's ``grads``; returns d loss / d x.
+
+        ``input_grad=False`` returns None and lets the first layer skip computing d loss / d x
+        (for Affine a third of the step's matmuls), as ``gradient`` does.
+        """
         d = self.loss_layer.backward(dout)
-        for layer in reversed(self.layers):
+        for layer in reversed(self.layers[1:]):
             d = layer.backward(d)
-        return d
+        if not self.layers:
+            return d if input_grad else None
+        if input_grad:
+            return self.layers[0].backward(d)
+        self.layers[0].backward_params(d)
+        return None
+
+    @property
+    def grads(self) -> dict:
+        """The gradients of the last ``backward``, keyed like ``params``."""
+        return dict(self._grads)
 
     def gradient(self, x, t, check: bool = True) -> dict:
         """Backprop gradients of the loss, a dict with the keys of ``params``."""
         self.loss(x, t, train=True, check=check)
-        self.backward()
+        self.backward(input_grad=False)
         return dict(self._grads)
 
     def accuracy(self, x, t, batch_size: int | None = None) -> float:
