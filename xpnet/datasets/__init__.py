@@ -194,7 +194,7 @@ def mnist(scale: str = "minmax", data_dir=None, download: bool = True, variant: 
     under ``<dir>/<variant>/``; missing files are downloaded (``download=True``) from the
     mirrors, checked against their SHA-256 and written atomically.
     """
-    from . import mnist as M
+    from . import download as M
 
     arrays = M.load_arrays(variant, data_dir=data_dir, download=download, mirrors=mirrors)
     x = np.concatenate([arrays["train_images"], arrays["test_images"]])
