@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -208,6 +209,8 @@ class Backend:
 
 
 def _from_host(name: str, xp, dev, a: np.ndarray, dtype):
+    if not a.flags.writeable:  # e.g. np.asarray of a jax array; torch warns on read-only memory
+        a = a.copy()
     if name == "cupy":
         with dev:
             out = xp.asarray(a)
@@ -417,11 +420,12 @@ def sub_scaled_(p, g, alpha: float, work=None):
     A fresh temporary the size of a weight costs on the CPU about as much as the
     arithmetic (a new mapping that page-faults), hence the reuse.
     """
-    if array_api_compat.is_torch_array(p):
+    kind = _inplace_kind.get(type(p)) or _learn_inplace_kind(p)
+    if kind == "fused":
         p.sub_(g, alpha=alpha)
         return None
-    if array_api_compat.is_numpy_array(p) or array_api_compat.is_cupy_array(p):
-        mod = np if array_api_compat.is_numpy_array(p) else _import("cupy")
+    if kind == "out":
+        mod = sys.modules[type(p).__module__.split(".")[0]]  # numpy or cupy
         if work is None or work.shape != p.shape or work.dtype != p.dtype:
             work = mod.empty_like(p)
         mod.multiply(g, alpha, out=work)
@@ -429,6 +433,22 @@ def sub_scaled_(p, g, alpha: float, work=None):
         return work
     p -= alpha * g
     return None
+
+
+_inplace_kind: dict[type, str] = {}
+
+
+def _learn_inplace_kind(p) -> str:
+    """How an array type takes ``p -= alpha * g``: 'fused' (torch ``sub_``), 'out' (ufuncs
+    with ``out=``: numpy, cupy) or 'plain'."""
+    if array_api_compat.is_torch_array(p):
+        kind = "fused"
+    elif array_api_compat.is_numpy_array(p) or array_api_compat.is_cupy_array(p):
+        kind = "out"
+    else:
+        kind = "plain"
+    _inplace_kind[type(p)] = kind
+    return kind
 
 
 def materialize(x):
