@@ -28,8 +28,13 @@ try:
     from xpnet import plots
 
     os.makedirs(out, exist_ok=True)
-    plots.plot_decision_regions(model, data.x_train, data.t_train, os.path.join(out, "spiral_regions.png"),
-                                title=f"spiral, train accuracy {acc:.3f}")
+    plots.plot_decision_regions(
+        model,
+        data.x_train,
+        data.t_train,
+        os.path.join(out, "spiral_regions.png"),
+        title=f"spiral, train accuracy {acc:.3f}",
+    )
     plots.plot_history(history, os.path.join(out, "spiral_curves.png"), title="spiral")
     print(f"plots written to {out}")
 except plots.PlotUnavailableError as e:

@@ -61,8 +61,11 @@ def test_unknown_dataset_and_scaling_name_the_valid_choices():
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32", "float32", "float64"])
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, dtype, gz):
-    a = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype) if dtype != "uint8" else \
-        np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    a = (
+        (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
+        if dtype != "uint8"
+        else np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    )
     path = tmp_path / ("a.idx.gz" if gz else "a.idx")
     idx.write(path, a)
     back = idx.read(path)
@@ -75,14 +78,17 @@ def test_idx_header_matches_the_mnist_layout():
     assert int.from_bytes(data[4:8], "big") == 2 and len(data) == 16 + 2 * 28 * 28
 
 
-@pytest.mark.parametrize("blob, message", [
-    (b"", "not an IDX file"),
-    (b"PK\x03\x04rest", "not an IDX file"),
-    (bytes([0, 0, 0x07, 1, 0, 0, 0, 1, 5]), "unknown IDX type code 0x07"),
-    (bytes([0, 0, 0x08, 2, 0, 0]), "truncated header"),
-    (bytes([0, 0, 0x08, 1, 0, 0, 0, 9, 1, 2]), "truncated or corrupted"),
-    (b"\x1f\x8b\x08\x00garbage", "gzip stream is corrupted"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "not an IDX file"),
+        (b"PK\x03\x04rest", "not an IDX file"),
+        (bytes([0, 0, 0x07, 1, 0, 0, 0, 1, 5]), "unknown IDX type code 0x07"),
+        (bytes([0, 0, 0x08, 2, 0, 0]), "truncated header"),
+        (bytes([0, 0, 0x08, 1, 0, 0, 0, 9, 1, 2]), "truncated or corrupted"),
+        (b"\x1f\x8b\x08\x00garbage", "gzip stream is corrupted"),
+    ],
+)
 def test_idx_rejects_bad_files_with_a_clear_error(blob, message):
     with pytest.raises(DataError, match=message):
         idx.parse(blob)

@@ -21,7 +21,7 @@ def test_batches_follow_the_host_permutation_on_every_backend(be):
     batches = list(loader)
     assert [tuple(b[1].shape) for b in batches] == [(4,), (4,), (2,)]  # last partial batch kept
     for k, (xb, tb) in enumerate(batches):
-        want = perm[4 * k:4 * k + 4]
+        want = perm[4 * k : 4 * k + 4]
         assert B.namespace(xb) is be.xp and B.device(xb) == be.device and xb.dtype == be.dtype
         assert np.array_equal(B.to_numpy(tb), want)
         assert np.array_equal(B.to_numpy(xb), np.stack([2.0 * want, 2.0 * want + 1], axis=1))

@@ -83,8 +83,9 @@ def test_server_down_gives_a_clear_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DataError, match="(?s)Connection refused.*--data-dir"):
-        mnist.fetch("file.gz", "mnist", tmp_path, mirrors=[f"http://127.0.0.1:{port}/"], sha256=GOOD_SHA,
-                    timeout=5)
+        mnist.fetch(
+            "file.gz", "mnist", tmp_path, mirrors=[f"http://127.0.0.1:{port}/"], sha256=GOOD_SHA, timeout=5
+        )
     assert leftovers(tmp_path) == []
 
 
@@ -101,8 +102,11 @@ def test_all_four_files_through_the_server(server, tmp_path):
     digests = {}
     for key, name in mnist.FILES.items():
         n = 20 if key.startswith("train") else 5
-        a = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) if key.endswith("images") else \
-            (np.arange(n) % 10).astype(np.uint8)
+        a = (
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            if key.endswith("images")
+            else (np.arange(n) % 10).astype(np.uint8)
+        )
         blob = idx.encode(a)
         routes[f"/x/{name}"] = ("ok", blob)
         digests[name] = hashlib.sha256(blob).hexdigest()

@@ -31,7 +31,9 @@ def test_fit_on_every_backend_keeps_the_model_on_its_device(be):
 
 
 def test_resume_n_plus_n_equals_2n_bit_for_bit(tmp_path):
-    opts = dict(dataset="iris", hidden=(8,), batch_size=16, seed=4, dtype="float64", backend="numpy", log=None)
+    opts = dict(
+        dataset="iris", hidden=(8,), batch_size=16, seed=4, dtype="float64", backend="numpy", log=None
+    )
     one = build(out=tmp_path / "one", **opts)
     one.fit(6)
     half = build(out=tmp_path / "half", **opts)

@@ -38,8 +38,21 @@ FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "__xpnet__"
 
-_LAYERS = {cls.__name__: cls for cls in (L.Affine, L.MatMul, L.Repeat, L.Sum, L.ReLU, L.Sigmoid, L.Tanh,
-                                         L.Softmax, L.Dropout, L.BatchNormalization)}
+_LAYERS = {
+    cls.__name__: cls
+    for cls in (
+        L.Affine,
+        L.MatMul,
+        L.Repeat,
+        L.Sum,
+        L.ReLU,
+        L.Sigmoid,
+        L.Tanh,
+        L.Softmax,
+        L.Dropout,
+        L.BatchNormalization,
+    )
+}
 _LOSSES = {cls.__name__: cls for cls in LOSSES.values()}
 
 
@@ -79,7 +92,9 @@ def _optimizer_name(opt: Optimizer) -> str:
     for name, cls in OPTIMIZERS.items():
         if type(opt) is cls:
             return name
-    raise CheckpointError(f"cannot save optimizer {type(opt).__name__}: only {', '.join(OPTIMIZERS)} are known")
+    raise CheckpointError(
+        f"cannot save optimizer {type(opt).__name__}: only {', '.join(OPTIMIZERS)} are known"
+    )
 
 
 def _optimizer_config(opt: Optimizer) -> dict:
@@ -94,7 +109,7 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
     from . import __version__
 
     layers = model.describe()
-    for entry, layer in zip(layers, model.layers):
+    for entry, layer in zip(layers, model.layers, strict=False):
         if isinstance(getattr(layer, "rng", None), np.random.Generator):
             entry["rng_state"] = layer.rng.bit_generator.state
     ref = next(iter(model.params.values()), None)
@@ -112,9 +127,13 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
     }
     if optimizer is not None:
         slots = [s for s in optimizer.slots]
-        desc["optimizer"] = {"name": _optimizer_name(optimizer), "config": _optimizer_config(optimizer),
-                             "step": int(optimizer.state["step"]), "slots": slots,
-                             "keys": {s: list(optimizer.state[s]) for s in slots}}
+        desc["optimizer"] = {
+            "name": _optimizer_name(optimizer),
+            "config": _optimizer_config(optimizer),
+            "step": int(optimizer.state["step"]),
+            "slots": slots,
+            "keys": {s: list(optimizer.state[s]) for s in slots},
+        }
     return desc
 
 
@@ -130,8 +149,9 @@ def to_bytes(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
     try:
         text = json.dumps(desc, allow_nan=True)
     except TypeError as e:
-        raise ConfigError(f"checkpoint meta must hold JSON values only (numbers, strings, lists, "
-                          f"dicts): {e}") from e
+        raise ConfigError(
+            f"checkpoint meta must hold JSON values only (numbers, strings, lists, dicts): {e}"
+        ) from e
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -156,40 +176,51 @@ def read(path) -> tuple[dict, dict]:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             names = list(npz.files)
             if META_KEY not in names:
-                raise CheckpointError(f"{where!r} is not an xpnet checkpoint: it has no {META_KEY!r} entry "
-                                      f"(entries: {names[:8]}); write checkpoints with xpnet.checkpoint.save")
+                raise CheckpointError(
+                    f"{where!r} is not an xpnet checkpoint: it has no {META_KEY!r} entry "
+                    f"(entries: {names[:8]}); write checkpoints with xpnet.checkpoint.save"
+                )
             arrays = {k: npz[k] for k in names}
     except CheckpointError:
         raise
     except Exception as e:  # BadZipFile, zlib.error, ValueError, EOFError, OSError...
-        raise CheckpointError(f"{where!r} is corrupted, truncated or not an xpnet checkpoint "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{where!r} is corrupted, truncated or not an xpnet checkpoint ({type(e).__name__}: {e})"
+        ) from e
     try:
         desc = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{where!r}: the JSON description is unreadable ({e})") from e
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-        raise CheckpointError(f"{where!r} is not an xpnet checkpoint (format {desc.get('format') if isinstance(desc, dict) else None!r})")
+        raise CheckpointError(
+            f"{where!r} is not an xpnet checkpoint "
+            f"(format {desc.get('format') if isinstance(desc, dict) else None!r})"
+        )
     if desc.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{where!r} has checkpoint format version {desc.get('format_version')}; this "
-                              f"xpnet reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{where!r} has checkpoint format version {desc.get('format_version')}; this "
+            f"xpnet reads version {FORMAT_VERSION}"
+        )
     _check(desc, arrays, where)
     return desc, arrays
 
 
 def _check(desc: dict, arrays: dict, where: str) -> None:
     keys = _layer_keys(desc["layers"])
-    for i, (entry, ks) in enumerate(zip(desc["layers"], keys)):
+    for i, (entry, ks) in enumerate(zip(desc["layers"], keys, strict=False)):
         if entry.get("type") not in _LAYERS:
-            raise CheckpointError(f"{where!r}: layer {i} has unknown type {entry.get('type')!r}; known: "
-                                  f"{', '.join(_LAYERS)}")
+            raise CheckpointError(
+                f"{where!r}: layer {i} has unknown type {entry.get('type')!r}; known: {', '.join(_LAYERS)}"
+            )
         for name, key in ks.items():
             a = arrays.get(f"param/{key}")
             if a is None:
                 raise CheckpointError(f"{where!r}: parameter {key} of layer {i} ({entry['type']}) is missing")
             if list(a.shape) != list(entry["params"][name]):
-                raise CheckpointError(f"{where!r}: parameter {key} has shape {list(a.shape)}, the description "
-                                      f"says {entry['params'][name]}")
+                raise CheckpointError(
+                    f"{where!r}: parameter {key} has shape {list(a.shape)}, the description "
+                    f"says {entry['params'][name]}"
+                )
     if desc.get("loss") not in _LOSSES:
         raise CheckpointError(f"{where!r}: unknown loss {desc.get('loss')!r}")
     for key in desc.get("state", []):
@@ -203,8 +234,9 @@ def _check(desc: dict, arrays: dict, where: str) -> None:
             for k in ks:
                 a, p = arrays.get(f"opt/{slot}/{k}"), arrays.get(f"param/{k}")
                 if a is None or p is None or a.shape != p.shape:
-                    raise CheckpointError(f"{where!r}: optimizer state {slot}/{k} is missing or does not "
-                                          "match its parameter")
+                    raise CheckpointError(
+                        f"{where!r}: optimizer state {slot}/{k} is missing or does not match its parameter"
+                    )
 
 
 def _layer_keys(layers: list) -> list[dict]:
@@ -234,8 +266,14 @@ def _build_layer(entry: dict, p: dict, s: dict):
             layer.rng.bit_generator.state = entry["rng_state"]
         return layer
     if kind == "BatchNormalization":
-        return L.BatchNormalization(p["gamma"], p["beta"], cfg.get("momentum", 0.9), s.get("running_mean"),
-                                    s.get("running_var"), cfg.get("eps", 1e-7))
+        return L.BatchNormalization(
+            p["gamma"],
+            p["beta"],
+            cfg.get("momentum", 0.9),
+            s.get("running_mean"),
+            s.get("running_var"),
+            cfg.get("eps", 1e-7),
+        )
     return _LAYERS[kind]()
 
 
@@ -257,7 +295,7 @@ def load(path, backend: Backend | str | None = None, device: str | None = None, 
     layer_keys = _layer_keys(desc["layers"])
     state_counts: dict[str, int] = {}
     layers = []
-    for entry, ks in zip(desc["layers"], layer_keys):
+    for entry, ks in zip(desc["layers"], layer_keys, strict=False):
         p = {name: put(arrays[f"param/{key}"]) for name, key in ks.items()}
         s = {}
         if entry["type"] == "BatchNormalization":

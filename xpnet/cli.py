@@ -26,8 +26,9 @@ def _hidden(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.replace(",", " ").split()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"hidden layer sizes must be integers like 256 or 128,64; got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"hidden layer sizes must be integers like 256 or 128,64; got {text!r}"
+        ) from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"hidden layer sizes must be positive integers; got {text!r}")
     return sizes
@@ -67,34 +68,69 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import DEFAULTS
 
     parser = argparse.ArgumentParser(
-        prog="xpnet", description="Train and use textbook neural networks on NumPy, CuPy, PyTorch, JAX or Dask.")
+        prog="xpnet",
+        description="Train and use textbook neural networks on NumPy, CuPy, PyTorch, JAX or Dask.",
+    )
     parser.add_argument("--version", action="store_true", help="print the xpnet version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train an MLP (default: digits on the CPU)",
-                       description="Train an MLP and write checkpoint.npz, history.json/.csv and curves.png "
-                                   "into --out.")
+    t = sub.add_parser(
+        "train",
+        help="train an MLP (default: digits on the CPU)",
+        description="Train an MLP and write checkpoint.npz, history.json/.csv and curves.png into --out.",
+    )
     d = DEFAULTS
     t.add_argument("--dataset", choices=NAMES, default=d["dataset"], help="default: %(default)s")
-    t.add_argument("--hidden", type=_hidden, default=list(d["hidden"]),
-                   help="hidden layer sizes, e.g. 256 or 128,64 (default: 256)")
-    t.add_argument("--activation", choices=list(ACTIVATIONS), default=d["activation"], help="default: %(default)s")
-    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="default: %(default)s")
-    t.add_argument("--lr", type=_positive_float, default=None,
-                   help=f"learning rate (default: {d['lr']} for adam, 0.1 otherwise)")
-    t.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default: 0)")
-    t.add_argument("--epochs", type=_positive_int, default=d["epochs"],
-                   help="total epochs, counting those before --resume (default: %(default)s)")
+    t.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=list(d["hidden"]),
+        help="hidden layer sizes, e.g. 256 or 128,64 (default: 256)",
+    )
+    t.add_argument(
+        "--activation", choices=list(ACTIVATIONS), default=d["activation"], help="default: %(default)s"
+    )
+    t.add_argument(
+        "--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="default: %(default)s"
+    )
+    t.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"learning rate (default: {d['lr']} for adam, 0.1 otherwise)",
+    )
+    t.add_argument(
+        "--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default: 0)"
+    )
+    t.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=d["epochs"],
+        help="total epochs, counting those before --resume (default: %(default)s)",
+    )
     t.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="default: %(default)s")
-    t.add_argument("--seed", type=int, default=d["seed"], help="seeds weights and shuffles (default: %(default)s)")
-    t.add_argument("--scale", choices=SCALES, default=d["scale"],
-                   help="features to [0, 1] (minmax) or to zero mean, unit variance (default: %(default)s)")
-    t.add_argument("--patience", type=_positive_int, default=None,
-                   help="stop early after this many epochs without a lower test loss")
+    t.add_argument(
+        "--seed", type=int, default=d["seed"], help="seeds weights and shuffles (default: %(default)s)"
+    )
+    t.add_argument(
+        "--scale",
+        choices=SCALES,
+        default=d["scale"],
+        help="features to [0, 1] (minmax) or to zero mean, unit variance (default: %(default)s)",
+    )
+    t.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        help="stop early after this many epochs without a lower test loss",
+    )
     t.add_argument("--out", default=None, help="output directory (default: runs/DATASET)")
     t.add_argument("--resume", metavar="CHECKPOINT", default=None, help="continue from a checkpoint")
-    t.add_argument("--data-dir", default=None, help="folder with local MNIST files / download cache "
-                                                    "(default: $XPNET_DATA_DIR or ~/.cache/xpnet)")
+    t.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with local MNIST files / download cache (default: $XPNET_DATA_DIR or ~/.cache/xpnet)",
+    )
     t.add_argument("--save-every", type=_positive_int, default=None, help="also checkpoint every N epochs")
     t.add_argument("--no-plot", action="store_true", help="do not draw curves.png")
     t.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines, no progress bar")
@@ -109,10 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predicted classes for features in a .npy/.csv file, or test samples")
     p.add_argument("checkpoint")
-    p.add_argument("input", nargs="?", default=None,
-                   help="features in the dataset's original units (.npy, or .csv with one sample a row); "
-                        "default: the first --limit test samples of the checkpoint's dataset")
-    p.add_argument("--limit", type=_positive_int, default=10, help="samples shown without INPUT (default: 10)")
+    p.add_argument(
+        "input",
+        nargs="?",
+        default=None,
+        help="features in the dataset's original units (.npy, or .csv with one sample a row); "
+        "default: the first --limit test samples of the checkpoint's dataset",
+    )
+    p.add_argument(
+        "--limit", type=_positive_int, default=10, help="samples shown without INPUT (default: 10)"
+    )
     p.add_argument("--data-dir", default=None)
     _add_backend_options(p)
 
@@ -134,27 +176,51 @@ def cmd_train(args) -> int:
     out = Path(args.out if args.out is not None else os.path.join("runs", args.dataset))
     T.check_writable(out)
     t0 = time.perf_counter()
-    trainer = T.build(args.dataset, hidden=args.hidden, activation=args.activation, optimizer=args.optimizer,
-                      lr=args.lr, batch_size=args.batch_size, seed=args.seed, backend=args.backend,
-                      device=args.device, dtype=args.dtype, out=out, scale=args.scale,
-                      weight_decay=args.weight_decay, patience=args.patience, data_dir=args.data_dir,
-                      resume=args.resume, save_every=args.save_every, quiet=args.quiet, log=_say)
+    trainer = T.build(
+        args.dataset,
+        hidden=args.hidden,
+        activation=args.activation,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        backend=args.backend,
+        device=args.device,
+        dtype=args.dtype,
+        out=out,
+        scale=args.scale,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        data_dir=args.data_dir,
+        resume=args.resume,
+        save_every=args.save_every,
+        quiet=args.quiet,
+        log=_say,
+    )
     model = trainer.model
     ref = next(iter(model.params.values()))
     if not args.quiet:
         from .backend import backend_name, device
-        sizes = [model.layers[0].params["W"].shape[0]] + [layer.params["W"].shape[1] for layer in model.layers
-                                                          if "W" in layer.params]
-        _say(f"training {'-'.join(map(str, sizes))} MLP on {trainer.meta.get('dataset')} "
-             f"({trainer.x_train.shape[0]} train / {0 if trainer.x_test is None else trainer.x_test.shape[0]} test)"
-             f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, batch {trainer.loader.batch_size}"
-             f", on {backend_name(ref)} {device(ref)} {ref.dtype}")
+
+        sizes = [model.layers[0].params["W"].shape[0]] + [
+            layer.params["W"].shape[1] for layer in model.layers if "W" in layer.params
+        ]
+        _say(
+            f"training {'-'.join(map(str, sizes))} MLP on {trainer.meta.get('dataset')} "
+            f"({trainer.x_train.shape[0]} train / "
+            f"{0 if trainer.x_test is None else trainer.x_test.shape[0]} test)"
+            f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, "
+            f"batch {trainer.loader.batch_size}"
+            f", on {backend_name(ref)} {device(ref)} {ref.dtype}"
+        )
     history = trainer.fit(args.epochs)
     elapsed = time.perf_counter() - t0
     last = history.last
     if history.stopped == "interrupted":
-        print(f"xpnet: training interrupted after epoch {trainer.epoch}; checkpoint: {history.checkpoint}",
-              file=sys.stderr)
+        print(
+            f"xpnet: training interrupted after epoch {trainer.epoch}; checkpoint: {history.checkpoint}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     written = [history.checkpoint, str(out / "history.json"), str(out / "history.csv")]
     if not args.no_plot and history.records:
@@ -164,14 +230,22 @@ def cmd_train(args) -> int:
             written.append(str(plot_history(history, out / "curves.png", title=f"{args.dataset}")))
             if trainer.x_train.shape[1] == 2:
                 from .backend import to_numpy
-                written.append(str(plot_decision_regions(model, to_numpy(trainer.x_train),
-                                                         to_numpy(trainer.t_train), out / "regions.png")))
+
+                written.append(
+                    str(
+                        plot_decision_regions(
+                            model, to_numpy(trainer.x_train), to_numpy(trainer.t_train), out / "regions.png"
+                        )
+                    )
+                )
         except PlotUnavailableError as e:
             print(f"xpnet: note: no plot drawn: {e}", file=sys.stderr)
     acc = last.get("test_acc", last.get("train_acc"))
     which = "test" if "test_acc" in last else "train"
-    _say(f"final {which} accuracy {acc:.4f} after {trainer.epoch} epochs in {elapsed:.1f} s"
-         + (" (stopped early)" if history.stopped == "early" else ""))
+    _say(
+        f"final {which} accuracy {acc:.4f} after {trainer.epoch} epochs in {elapsed:.1f} s"
+        + (" (stopped early)" if history.stopped == "early" else "")
+    )
     _say("wrote " + ", ".join(written))
     return 0
 
@@ -193,14 +267,23 @@ def cmd_eval(args) -> int:
     if name is None:
         raise ConfigError("this checkpoint does not say which dataset it was trained on; pass --dataset")
     scale = meta.get("scaler", {}).get("kind", "minmax")
-    data = datasets.load(name, scale=scale if scale in datasets.SCALES else "minmax",
-                         seed=meta.get("seed"), data_dir=args.data_dir)
+    data = datasets.load(
+        name,
+        scale=scale if scale in datasets.SCALES else "minmax",
+        seed=meta.get("seed"),
+        data_dir=args.data_dir,
+    )
     ref = next(iter(model.params.values()))
     x = from_host_like(data.x_test.astype(host_dtype(ref.dtype)), ref)
     t = from_host_like(data.t_test.astype("int64"), ref)
     loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))
-    result = {"checkpoint": args.checkpoint, "dataset": name, "samples": int(x.shape[0]),
-              "test_loss": loss, "test_acc": acc}
+    result = {
+        "checkpoint": args.checkpoint,
+        "dataset": name,
+        "samples": int(x.shape[0]),
+        "test_loss": loss,
+        "test_acc": acc,
+    }
     if args.json:
         _say(json.dumps(result))
     else:
@@ -237,10 +320,15 @@ def cmd_predict(args) -> int:
     else:
         if meta.get("dataset") is None:
             raise ConfigError("no INPUT file given and the checkpoint names no dataset; pass INPUT")
-        data = datasets.load(meta["dataset"], seed=meta.get("seed"), data_dir=args.data_dir,
-                             scale=meta.get("scaler", {}).get("kind", "minmax")
-                             if meta.get("scaler", {}).get("kind") in datasets.SCALES else "minmax")
-        x, truth = data.x_test[:args.limit], data.t_test[:args.limit]
+        data = datasets.load(
+            meta["dataset"],
+            seed=meta.get("seed"),
+            data_dir=args.data_dir,
+            scale=meta.get("scaler", {}).get("kind", "minmax")
+            if meta.get("scaler", {}).get("kind") in datasets.SCALES
+            else "minmax",
+        )
+        x, truth = data.x_test[: args.limit], data.t_test[: args.limit]
     ref = next(iter(model.params.values()))
     want = model.layers[0].params["W"].shape[0] if "W" in model.layers[0].params else None
     if want is not None and int(np.prod(x.shape[1:])) != want:
@@ -269,22 +357,29 @@ def cmd_info(args) -> int:
     from .backend import describe
 
     report = {
-        "xpnet": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "numpy": np.__version__, "array_api_compat": array_api_compat.__version__,
-        "XPNET_BACKEND": os.environ.get("XPNET_BACKEND"), "backends": [],
+        "xpnet": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "array_api_compat": array_api_compat.__version__,
+        "XPNET_BACKEND": os.environ.get("XPNET_BACKEND"),
+        "backends": [],
         "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib")},
     }
     for name in BACKENDS:
         try:
             report["backends"].append(describe(name))
         except Exception as e:  # a broken install must not hide the others
-            report["backends"].append({"backend": name, "installed": True, "usable": False,
-                                       "why": f"{type(e).__name__}: {e}"})
+            report["backends"].append(
+                {"backend": name, "installed": True, "usable": False, "why": f"{type(e).__name__}: {e}"}
+            )
     if args.json:
         _say(json.dumps(report, indent=1, default=str))
         return 0
-    _say(f"xpnet {report['xpnet']}  (python {report['python']}, numpy {report['numpy']}, "
-         f"array-api-compat {report['array_api_compat']})")
+    _say(
+        f"xpnet {report['xpnet']}  (python {report['python']}, numpy {report['numpy']}, "
+        f"array-api-compat {report['array_api_compat']})"
+    )
     _say(f"platform: {report['platform']}")
     _say(f"XPNET_BACKEND={report['XPNET_BACKEND'] or '(unset: numpy)'}")
     for b in report["backends"]:
@@ -296,13 +391,17 @@ def cmd_info(args) -> int:
             line += f" CUDA driver {b.get('cuda_driver')}, runtime {b.get('cuda_runtime')};"
         if b.get("usable"):
             f64 = b.get("float64", {})
-            line += f" devices {', '.join(b.get('devices', []))}; float64: " + \
-                ", ".join(f"{d} {'yes' if ok else 'no'}" for d, ok in f64.items())
+            line += f" devices {', '.join(b.get('devices', []))}; float64: " + ", ".join(
+                f"{d} {'yes' if ok else 'no'}" for d, ok in f64.items()
+            )
         else:
             line += f" NOT USABLE: {b.get('why')}"
         _say(line)
-    _say("extras: " + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
-         + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot]')"))
+    _say(
+        "extras: "
+        + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
+        + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot]')")
+    )
     return 0
 
 
@@ -312,8 +411,11 @@ def cmd_bench(argv: list[str]) -> int:
     except ImportError as e:
         if getattr(e, "name", None) not in ("xpnet.bench", None):
             raise
-        print("xpnet: error: the benchmark module (xpnet.bench) is not available in this installation "
-              f"({e}); update xpnet", file=sys.stderr)
+        print(
+            "xpnet: error: the benchmark module (xpnet.bench) is not available in this installation "
+            f"({e}); update xpnet",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     return int(bench.main(argv) or 0)
 
@@ -332,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     if args.version:
         from . import __version__
+
         _say(f"xpnet {__version__}")
         return 0
     if args.command is None:

@@ -10,7 +10,7 @@ exact shuffle sequence.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -26,8 +26,9 @@ class Loader:
     is yielded, smaller).
     """
 
-    def __init__(self, x, t, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False):
+    def __init__(
+        self, x, t, batch_size: int = 64, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if x.shape[0] != t.shape[0]:
@@ -59,7 +60,7 @@ class Loader:
         xp, b, n = self.xp, self.batch_size, self.num_samples
         idx_all = from_host_like(order.astype(np.int64), self.x)
         for k in range(len(self)):
-            idx = idx_all[k * b:min((k + 1) * b, n)]
+            idx = idx_all[k * b : min((k + 1) * b, n)]
             yield xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
 
     # ------------------------------------------------------------------ resumable state
@@ -78,5 +79,9 @@ def to_device(dataset, backend: Backend):
 
     Features take the backend's float dtype; labels are int64.
     """
-    return (backend.asarray(dataset.x_train), backend.asarray(dataset.t_train.astype(np.int64)),
-            backend.asarray(dataset.x_test), backend.asarray(dataset.t_test.astype(np.int64)))
+    return (
+        backend.asarray(dataset.x_train),
+        backend.asarray(dataset.t_train.astype(np.int64)),
+        backend.asarray(dataset.x_test),
+        backend.asarray(dataset.t_test.astype(np.int64)),
+    )

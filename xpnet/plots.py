@@ -27,8 +27,9 @@ def _figure(figsize):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise PlotUnavailableError(f"plots need matplotlib, which is not installed; install it with: "
-                                   f"{INSTALL_HINT}") from e
+        raise PlotUnavailableError(
+            f"plots need matplotlib, which is not installed; install it with: {INSTALL_HINT}"
+        ) from e
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig

@@ -33,9 +33,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -97,8 +97,10 @@ class History:
     def save(self, folder) -> tuple[Path, Path]:
         """Write ``history.json`` and ``history.csv`` into ``folder`` (atomically)."""
         folder = Path(folder)
-        return (ckpt.write_atomic(folder / "history.json", self.to_json().encode()),
-                ckpt.write_atomic(folder / "history.csv", self.to_csv().encode()))
+        return (
+            ckpt.write_atomic(folder / "history.json", self.to_json().encode()),
+            ckpt.write_atomic(folder / "history.csv", self.to_csv().encode()),
+        )
 
 
 def check_writable(folder) -> Path:
@@ -109,8 +111,10 @@ def check_writable(folder) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ConfigError(f"output directory {os.fspath(folder)!r} is not writable ({e.strerror or e}); "
-                          "choose another with --out DIR") from e
+        raise ConfigError(
+            f"output directory {os.fspath(folder)!r} is not writable ({e.strerror or e}); "
+            "choose another with --out DIR"
+        ) from e
     return folder
 
 
@@ -121,7 +125,7 @@ def evaluate(model: Sequential, x, t, batch_size: int = 2048):
     n = x.shape[0]
     loss_sum = acc_sum = None
     for i in range(0, n, batch_size):
-        xb, tb = x[i:min(i + batch_size, n), ...], t[i:min(i + batch_size, n), ...]
+        xb, tb = x[i : min(i + batch_size, n), ...], t[i : min(i + batch_size, n), ...]
         scores = model.predict(xb, train=False, check=False)
         nb = xb.shape[0]
         loss = model.loss_layer.forward(scores, tb) * nb
@@ -157,9 +161,21 @@ class Trainer:
     ``log``: where per-epoch lines go (``None`` for silence).
     """
 
-    def __init__(self, model: Sequential, optimizer: Optimizer, data, batch_size: int = 64, seed: int = 0,
-                 out=None, patience: int | None = None, save_every: int | None = None, meta: dict | None = None,
-                 log: Callable[[str], None] | None = print, progress: bool | None = None, quiet: bool = False):
+    def __init__(
+        self,
+        model: Sequential,
+        optimizer: Optimizer,
+        data,
+        batch_size: int = 64,
+        seed: int = 0,
+        out=None,
+        patience: int | None = None,
+        save_every: int | None = None,
+        meta: dict | None = None,
+        log: Callable[[str], None] | None = print,
+        progress: bool | None = None,
+        quiet: bool = False,
+    ):
         self.model, self.optimizer = model, optimizer
         self.x_train, self.t_train, self.x_test, self.t_test = self._on_device(data)
         self.seed = int(seed)
@@ -190,8 +206,7 @@ class Trainer:
             def put(a, labels=False):
                 return from_host_like(np.asarray(a, np.int64 if labels else dt), ref)
 
-            return (put(data.x_train), put(data.t_train, True), put(data.x_test),
-                    put(data.t_test, True))
+            return (put(data.x_train), put(data.t_train, True), put(data.x_test), put(data.t_test, True))
         x_train, t_train, *rest = data
         x_test, t_test = (rest + [None, None])[:2]
         x_train = self.model.check_input(x_train, "training features")
@@ -217,8 +232,14 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state_meta(self) -> dict:
         """What a checkpoint stores besides arrays, for an exact resume."""
-        return {**self.meta, "epoch": self.epoch, "seed": self.seed, "batch_size": self.loader.batch_size,
-                "loader_rng": self.loader.rng_state, "history": self.history.records}
+        return {
+            **self.meta,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "batch_size": self.loader.batch_size,
+            "loader_rng": self.loader.rng_state,
+            "history": self.history.records,
+        }
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -247,8 +268,11 @@ class Trainer:
             raise ConfigError(f"checkpoint {os.fspath(path)!r} has no optimizer state; it cannot be resumed")
         kwargs.setdefault("batch_size", meta.get("batch_size", 64))
         kwargs.setdefault("seed", meta.get("seed", 0))
-        extra = {k: v for k, v in meta.items()
-                 if k not in ("epoch", "seed", "batch_size", "loader_rng", "history", "xpnet_version", "dtype")}
+        extra = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("epoch", "seed", "batch_size", "loader_rng", "history", "xpnet_version", "dtype")
+        }
         kwargs["meta"] = {**extra, **kwargs.get("meta", {})}
         trainer = cls(model, optimizer, data, **kwargs)
         trainer.epoch = int(meta.get("epoch", 0))
@@ -285,8 +309,10 @@ class Trainer:
 
     def _line(self, rec: dict, total: int) -> str:
         width = len(str(total))
-        s = (f"epoch {rec['epoch']:>{width}}/{total}  train loss {rec['train_loss']:.4f} "
-             f"acc {rec['train_acc']:.4f}")
+        s = (
+            f"epoch {rec['epoch']:>{width}}/{total}  train loss {rec['train_loss']:.4f} "
+            f"acc {rec['train_acc']:.4f}"
+        )
         if "test_loss" in rec:
             s += f"  test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}"
         return s + f"  ({rec['seconds']:.2f} s)"
@@ -313,13 +339,17 @@ class Trainer:
                     saved = self._write_good()
                     where = f"; the last good checkpoint (epoch {self.epoch}) is in {saved}" if saved else ""
                     raise NonFiniteError(
-                        f"the {bad[0].replace('_', ' ')} became {rec[bad[0]]} in epoch {self.epoch + 1}{where}. "
-                        f"Lower the learning rate (now {self.optimizer.lr}) or check the inputs.")
+                        f"the {bad[0].replace('_', ' ')} became {rec[bad[0]]} "
+                        f"in epoch {self.epoch + 1}{where}. "
+                        f"Lower the learning rate (now {self.optimizer.lr}) or check the inputs."
+                    )
                 self.history.records.append(rec)
                 self._good = ckpt.to_bytes(self.model, self.optimizer, self.state_meta())
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{rec['train_loss']:.4f}", acc=f"{rec.get('test_acc', rec['train_acc']):.4f}")
+                    bar.set_postfix(
+                        loss=f"{rec['train_loss']:.4f}", acc=f"{rec.get('test_acc', rec['train_acc']):.4f}"
+                    )
                 if emit:
                     emit(self._line(rec, epochs))
                 if self.save_every and self.epoch % int(self.save_every) == 0:
@@ -330,8 +360,10 @@ class Trainer:
                     elif self.epoch - self._best[1] >= self.patience:
                         self.history.stopped = "early"
                         if emit:
-                            emit(f"early stop: no lower test loss for {self.patience} epochs "
-                                 f"(best {self._best[0]:.4f} at epoch {self._best[1]})")
+                            emit(
+                                f"early stop: no lower test loss for {self.patience} epochs "
+                                f"(best {self._best[0]:.4f} at epoch {self._best[1]})"
+                            )
                         break
         except KeyboardInterrupt:
             self.history.stopped = "interrupted"
@@ -354,11 +386,25 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- one call
-def build(dataset: str = DEFAULTS["dataset"], hidden=DEFAULTS["hidden"], activation: str = DEFAULTS["activation"],
-          optimizer: str = DEFAULTS["optimizer"], lr: float | None = None, batch_size: int = DEFAULTS["batch_size"],
-          seed: int = DEFAULTS["seed"], backend=None, device: str | None = None, dtype: str | None = None,
-          out=None, scale: str = DEFAULTS["scale"], weight_decay: float = DEFAULTS["weight_decay"],
-          patience: int | None = None, data_dir=None, resume=None, **trainer_options) -> Trainer:
+def build(
+    dataset: str = DEFAULTS["dataset"],
+    hidden=DEFAULTS["hidden"],
+    activation: str = DEFAULTS["activation"],
+    optimizer: str = DEFAULTS["optimizer"],
+    lr: float | None = None,
+    batch_size: int = DEFAULTS["batch_size"],
+    seed: int = DEFAULTS["seed"],
+    backend=None,
+    device: str | None = None,
+    dtype: str | None = None,
+    out=None,
+    scale: str = DEFAULTS["scale"],
+    weight_decay: float = DEFAULTS["weight_decay"],
+    patience: int | None = None,
+    data_dir=None,
+    resume=None,
+    **trainer_options,
+) -> Trainer:
     """A :class:`Trainer` for an MLP on a named dataset (what ``xpnet train`` runs).
 
     ``lr`` defaults to 0.002 for Adam and 0.1 for the SGD family. With ``resume`` (a
@@ -367,18 +413,31 @@ def build(dataset: str = DEFAULTS["dataset"], hidden=DEFAULTS["hidden"], activat
     from . import datasets
 
     data = datasets.load(dataset, scale=scale, seed=seed, data_dir=data_dir)
-    meta = {"dataset": data.name, "scaler": data.scaler.to_json(), "class_names": data.class_names,
-            "num_features": data.num_features, "num_classes": data.num_classes}
+    meta = {
+        "dataset": data.name,
+        "scaler": data.scaler.to_json(),
+        "class_names": data.class_names,
+        "num_features": data.num_features,
+        "num_classes": data.num_classes,
+    }
     opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
     if resume is not None:
         return Trainer.resume(resume, data, backend=backend, device=device, **opts)
     hidden = [int(h) for h in (hidden if isinstance(hidden, (list, tuple)) else [hidden])]
-    model = mlp([data.num_features, *hidden, data.num_classes], activation, seed=seed,
-                backend=backend, device=device, dtype=dtype)
+    model = mlp(
+        [data.num_features, *hidden, data.num_classes],
+        activation,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
     if lr is None:
         lr = DEFAULTS["lr"] if str(optimizer).lower() == "adam" else 0.1
     opt = get_optimizer(optimizer, lr, weight_decay=weight_decay)
-    meta.update(hidden=hidden, activation=str(activation).lower(), optimizer=str(optimizer).lower(), lr=float(lr))
+    meta.update(
+        hidden=hidden, activation=str(activation).lower(), optimizer=str(optimizer).lower(), lr=float(lr)
+    )
     return Trainer(model, opt, data, batch_size=batch_size, seed=seed, **opts)
 
 

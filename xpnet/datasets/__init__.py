@@ -72,8 +72,10 @@ class Dataset:
         return int(np.prod(self.x_train.shape[1:]))
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}: train {self.x_train.shape}, test {self.x_test.shape}, "
-                f"{self.num_classes} classes)")
+        return (
+            f"Dataset({self.name!r}: train {self.x_train.shape}, test {self.x_test.shape}, "
+            f"{self.num_classes} classes)"
+        )
 
 
 # ---------------------------------------------------------------------- splitting and scaling
@@ -120,35 +122,71 @@ def _finish(name, x, t, train_idx, test_idx, scale, value_range, num_classes, cl
     x = np.asarray(x, dtype=np.float64)
     t = np.asarray(t, dtype=np.int64)
     scaler = fit_scaler(x[train_idx], scale, value_range)
-    return Dataset(name, scaler(x[train_idx]), t[train_idx], scaler(x[test_idx]), t[test_idx],
-                   num_classes, scaler, list(class_names), info)
+    return Dataset(
+        name,
+        scaler(x[train_idx]),
+        t[train_idx],
+        scaler(x[test_idx]),
+        t[test_idx],
+        num_classes,
+        scaler,
+        list(class_names),
+        info,
+    )
 
 
 def _bundled(filename: str) -> dict:
     try:
-        with resources.files(__name__).joinpath(filename).open("rb") as f, \
-                np.load(f, allow_pickle=False) as npz:
+        with (
+            resources.files(__name__).joinpath(filename).open("rb") as f,
+            np.load(f, allow_pickle=False) as npz,
+        ):
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as e:
-        raise DataError(f"the bundled data file xpnet/datasets/{filename} cannot be read ({e}); "
-                        "reinstall xpnet") from e
+        raise DataError(
+            f"the bundled data file xpnet/datasets/{filename} cannot be read ({e}); reinstall xpnet"
+        ) from e
 
 
 # ---------------------------------------------------------------------- the datasets
-def digits(scale: str = "minmax", split_seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> Dataset:
+def digits(
+    scale: str = "minmax", split_seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+) -> Dataset:
     """UCI optical handwritten digits: 1,797 images of 8x8 pixels with values 0..16, 10 classes."""
     d = _bundled("digits.npz")
     tr, te = stratified_split(d["labels"], test_fraction, split_seed)
-    return _finish("digits", d["images"], d["labels"], tr, te, scale, (0, 16), 10,
-                   [str(i) for i in range(10)], "UCI ML hand-written digits (8x8), CC BY 4.0")
+    return _finish(
+        "digits",
+        d["images"],
+        d["labels"],
+        tr,
+        te,
+        scale,
+        (0, 16),
+        10,
+        [str(i) for i in range(10)],
+        "UCI ML hand-written digits (8x8), CC BY 4.0",
+    )
 
 
-def iris(scale: str = "minmax", split_seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> Dataset:
+def iris(
+    scale: str = "minmax", split_seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+) -> Dataset:
     """Fisher's Iris: 150 flowers, 4 measurements in cm, 3 species."""
     d = _bundled("iris.npz")
     tr, te = stratified_split(d["labels"], test_fraction, split_seed)
-    return _finish("iris", d["features"], d["labels"], tr, te, scale, None, 3,
-                   ["setosa", "versicolor", "virginica"], "Fisher's Iris data, CC BY 4.0")
+    return _finish(
+        "iris",
+        d["features"],
+        d["labels"],
+        tr,
+        te,
+        scale,
+        None,
+        3,
+        ["setosa", "versicolor", "virginica"],
+        "Fisher's Iris data, CC BY 4.0",
+    )
 
 
 def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float = 0.2, seed: int = 1984):
@@ -159,8 +197,10 @@ def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float 
     arrays ``x`` (float64, shape (classes * points, 2)) and integer labels ``t``.
     """
     if points_per_class < 1 or num_classes < 1:
-        raise ConfigError(f"spiral needs at least one class and one point per class, got "
-                          f"{num_classes} classes x {points_per_class} points")
+        raise ConfigError(
+            f"spiral needs at least one class and one point per class, got "
+            f"{num_classes} classes x {points_per_class} points"
+        )
     rng = np.random.default_rng(seed)
     r = np.arange(points_per_class) / points_per_class
     xs, ts = [], []
@@ -171,8 +211,13 @@ def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float 
     return np.concatenate(xs), np.concatenate(ts)
 
 
-def spiral(scale: str | None = None, seed: int = 1984, points_per_class: int = 100,
-           num_classes: int = 3, noise: float = 0.2) -> Dataset:
+def spiral(
+    scale: str | None = None,
+    seed: int = 1984,
+    points_per_class: int = 100,
+    num_classes: int = 3,
+    noise: float = 0.2,
+) -> Dataset:
     """The 2-D spiral; features stay in their natural [-1, 1] square unless ``scale`` is given.
     The test set is the training set."""
     x, t = make_spiral(points_per_class, num_classes, noise, seed)
@@ -181,13 +226,22 @@ def spiral(scale: str | None = None, seed: int = 1984, points_per_class: int = 1
     else:
         scaler = fit_scaler(x, scale)
     xs = scaler(x)
-    return Dataset("spiral", xs, t, xs.copy(), t.copy(), num_classes, scaler,
-                   [str(j) for j in range(num_classes)],
-                   f"{num_classes} x {points_per_class} points, angle noise {noise}, seed {seed}")
+    return Dataset(
+        "spiral",
+        xs,
+        t,
+        xs.copy(),
+        t.copy(),
+        num_classes,
+        scaler,
+        [str(j) for j in range(num_classes)],
+        f"{num_classes} x {points_per_class} points, angle noise {noise}, seed {seed}",
+    )
 
 
-def mnist(scale: str = "minmax", data_dir=None, download: bool = True, variant: str = "mnist",
-          mirrors=None) -> Dataset:
+def mnist(
+    scale: str = "minmax", data_dir=None, download: bool = True, variant: str = "mnist", mirrors=None
+) -> Dataset:
     """MNIST or Fashion-MNIST (28x28 grey images, 10 classes) from ``data_dir`` or the cache.
 
     Files are looked up in ``data_dir`` (or ``$XPNET_DATA_DIR``, else ``~/.cache/xpnet``),
@@ -206,8 +260,9 @@ def mnist(scale: str = "minmax", data_dir=None, download: bool = True, variant: 
     return _finish(variant, x, t, tr, te, scale, (0, 255), 10, names, M.INFO[variant])
 
 
-def load(name: str, scale: str = "minmax", seed: int | None = None, data_dir=None,
-         download: bool = True) -> Dataset:
+def load(
+    name: str, scale: str = "minmax", seed: int | None = None, data_dir=None, download: bool = True
+) -> Dataset:
     """A dataset by name: ``digits`` (default), ``iris``, ``spiral``, ``mnist``, ``fashion-mnist``.
 
     ``seed`` only affects generated data (spiral); the splits of the others are fixed.
@@ -226,5 +281,20 @@ def load(name: str, scale: str = "minmax", seed: int | None = None, data_dir=Non
     return mnist(scale, data_dir=data_dir, download=download, variant=key)
 
 
-__all__ = ["Dataset", "Scaler", "NAMES", "SCALES", "SPLIT_SEED", "TEST_FRACTION", "digits", "fit_scaler",
-           "idx", "iris", "load", "make_spiral", "mnist", "spiral", "stratified_split"]
+__all__ = [
+    "Dataset",
+    "Scaler",
+    "NAMES",
+    "SCALES",
+    "SPLIT_SEED",
+    "TEST_FRACTION",
+    "digits",
+    "fit_scaler",
+    "idx",
+    "iris",
+    "load",
+    "make_spiral",
+    "mnist",
+    "spiral",
+    "stratified_split",
+]

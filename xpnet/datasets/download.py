@@ -64,8 +64,18 @@ INFO = {
     "fashion-mnist": "Fashion-MNIST (Xiao, Rasul, Vollgraf; Zalando Research, MIT licence), 28x28",
 }
 CLASS_NAMES = {
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
 }
 ENV_DIR = "XPNET_DATA_DIR"
 CHUNK = 1 << 16
@@ -119,8 +129,9 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                         h.update(block)
                         got += len(block)
             except http.client.IncompleteRead as e:
-                raise DataError(f"{url}: the download was cut short after {got + len(e.partial)} "
-                                f"bytes ({e})") from e
+                raise DataError(
+                    f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})"
+                ) from e
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 reason = getattr(e, "reason", None) or e
                 raise DataError(f"{url}: download failed ({reason})") from e
@@ -130,8 +141,10 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
             os.fsync(out.fileno())
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
-            raise DataError(f"{url}: SHA-256 mismatch: expected {sha256}, got {digest} "
-                            f"({got} bytes); the file is corrupted or not the expected one")
+            raise DataError(
+                f"{url}: SHA-256 mismatch: expected {sha256}, got {digest} "
+                f"({got} bytes); the file is corrupted or not the expected one"
+            )
         os.replace(tmp, dest)
         return dest
     except BaseException:
@@ -142,8 +155,15 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
         raise
 
 
-def fetch(filename: str, variant: str = "mnist", data_dir=None, download_missing: bool = True,
-          mirrors=None, sha256: str | None = None, timeout: float = 30.0) -> Path:
+def fetch(
+    filename: str,
+    variant: str = "mnist",
+    data_dir=None,
+    download_missing: bool = True,
+    mirrors=None,
+    sha256: str | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """The local path of ``filename`` of ``variant``, downloading it into the cache if missing.
 
     ``mirrors`` (base URLs) and ``sha256`` default to the known ones for ``variant``.
@@ -153,8 +173,10 @@ def fetch(filename: str, variant: str = "mnist", data_dir=None, download_missing
     if found is not None:
         return found
     if not download_missing:
-        raise DataError(f"{variant} file {filename} not found in {folder} (or {folder / variant}); "
-                        f"put a copy there, point --data-dir / ${ENV_DIR} at one, or allow the download")
+        raise DataError(
+            f"{variant} file {filename} not found in {folder} (or {folder / variant}); "
+            f"put a copy there, point --data-dir / ${ENV_DIR} at one, or allow the download"
+        )
     mirrors = list(mirrors if mirrors is not None else MIRRORS[variant])
     if sha256 is None:
         sha256 = SHA256.get(variant, {}).get(filename)
@@ -166,13 +188,16 @@ def fetch(filename: str, variant: str = "mnist", data_dir=None, download_missing
         except DataError as e:
             errors.append(str(e))
     tried = "\n  ".join(errors) or "no mirrors were given"
-    raise DataError(f"could not download {variant} file {filename} into {dest.parent}; tried:\n  {tried}\n"
-                    f"Offline? Copy the four IDX files into a folder and pass --data-dir FOLDER "
-                    f"(or set ${ENV_DIR}).")
+    raise DataError(
+        f"could not download {variant} file {filename} into {dest.parent}; tried:\n  {tried}\n"
+        f"Offline? Copy the four IDX files into a folder and pass --data-dir FOLDER "
+        f"(or set ${ENV_DIR})."
+    )
 
 
-def load_arrays(variant: str = "mnist", data_dir=None, download: bool = True, mirrors=None,
-                digests: dict | None = None) -> dict:
+def load_arrays(
+    variant: str = "mnist", data_dir=None, download: bool = True, mirrors=None, digests: dict | None = None
+) -> dict:
     """The four arrays (``train_images`` (N, 28, 28) uint8, ``train_labels``, ...) of ``variant``."""
     if variant not in MIRRORS:
         raise DataError(f"unknown IDX dataset {variant!r}; valid: {', '.join(MIRRORS)}")
@@ -184,6 +209,8 @@ def load_arrays(variant: str = "mnist", data_dir=None, download: bool = True, mi
     for part in ("train", "test"):
         n_img, n_lab = out[f"{part}_images"].shape[0], out[f"{part}_labels"].shape[0]
         if n_img != n_lab or out[f"{part}_labels"].ndim != 1:
-            raise DataError(f"{variant} {part} files disagree: {n_img} images but labels of shape "
-                            f"{out[f'{part}_labels'].shape}")
+            raise DataError(
+                f"{variant} {part} files disagree: {n_img} images but labels of shape "
+                f"{out[f'{part}_labels'].shape}"
+            )
     return out

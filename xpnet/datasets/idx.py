@@ -27,12 +27,16 @@ def parse(data: bytes, where: str = "IDX data") -> np.ndarray:
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{where}: the gzip stream is corrupted or truncated ({e})") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{where}: not an IDX file (expected the magic bytes 00 00 <type> <ndim>, "
-                        f"got {data[:4].hex(' ') or 'an empty file'})")
+        raise DataError(
+            f"{where}: not an IDX file (expected the magic bytes 00 00 <type> <ndim>, "
+            f"got {data[:4].hex(' ') or 'an empty file'})"
+        )
     code, ndim = data[2], data[3]
     if code not in TYPES:
-        raise DataError(f"{where}: unknown IDX type code 0x{code:02X}; expected one of "
-                        f"{', '.join(f'0x{c:02X}' for c in TYPES)}")
+        raise DataError(
+            f"{where}: unknown IDX type code 0x{code:02X}; expected one of "
+            f"{', '.join(f'0x{c:02X}' for c in TYPES)}"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{where}: truncated header ({len(data)} bytes for {ndim} dimensions)")
@@ -40,8 +44,10 @@ def parse(data: bytes, where: str = "IDX data") -> np.ndarray:
     dtype = np.dtype(TYPES[code])
     need = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != need:
-        raise DataError(f"{where}: the header announces shape {shape} ({need} bytes in all), "
-                        f"but the file has {len(data)} bytes; it is truncated or corrupted")
+        raise DataError(
+            f"{where}: the header announces shape {shape} ({need} bytes in all), "
+            f"but the file has {len(data)} bytes; it is truncated or corrupted"
+        )
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -60,8 +66,9 @@ def encode(a: np.ndarray) -> bytes:
     a = np.asarray(a)
     key = a.dtype.str.lstrip("<>|=")
     if key not in CODES:
-        raise DataError(f"IDX cannot store dtype {a.dtype}; use one of uint8, int8, int16, int32, "
-                        "float32, float64")
+        raise DataError(
+            f"IDX cannot store dtype {a.dtype}; use one of uint8, int8, int16, int32, float32, float64"
+        )
     code = CODES[key]
     head = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, ">u4").tobytes()
     return head + a.astype(TYPES[code]).tobytes()

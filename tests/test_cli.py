@@ -1,0 +1,153 @@
+"""The command line: train / eval / predict / info / bench, errors and exit codes."""
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from xpnet import checkpoint as C
+from xpnet import cli
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(tmp_path_factory, capsys):
+    out = tmp_path_factory.mktemp("run")
+    code, text, err = run(
+        ["train", "--dataset", "iris", "--epochs", "3", "--hidden", "8", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    return out, text
+
+
+def test_train_writes_checkpoint_history_and_plot(trained):
+    out, text = trained
+    assert "epoch 3/3" in text and "final test accuracy" in text
+    for name in ("checkpoint.npz", "history.json", "history.csv"):
+        assert (out / name).is_file()
+    if (out / "curves.png").exists():
+        assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+        pytest.fail("matplotlib is installed but no plot was drawn")
+    assert C.describe_file(out / "checkpoint.npz")["meta"]["dataset"] == "iris"
+
+
+def test_quiet_prints_only_the_summary(tmp_path, capsys):
+    code, text, _ = run(
+        ["train", "--dataset", "iris", "--epochs", "2", "--quiet", "--no-plot", "--out", str(tmp_path)],
+        capsys,
+    )
+    assert code == 0 and "epoch" not in text.split("final")[0] and "final test accuracy" in text
+
+
+def test_eval_reports_the_trained_accuracy(trained, capsys):
+    out, _ = trained
+    history = json.loads((out / "history.json").read_text())
+    code, text, _ = run(["eval", str(out / "checkpoint.npz"), "--json"], capsys)
+    assert code == 0
+    result = json.loads(text)
+    assert result["dataset"] == "iris" and result["samples"] == 30
+    assert abs(result["test_acc"] - history["epochs"][-1]["test_acc"]) < 1e-6
+
+
+def test_predict_on_a_csv_of_raw_features(trained, tmp_path, capsys):
+    out, _ = trained
+    csv = tmp_path / "flowers.csv"
+    csv.write_text("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    code, text, _ = run(["predict", str(out / "checkpoint.npz"), str(csv)], capsys)
+    lines = text.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and lines[0].split("\t")[1] in ("setosa", "versicolor", "virginica")
+    code, text, _ = run(["predict", str(out / "checkpoint.npz"), "--limit", "4"], capsys)
+    assert code == 0 and len(text.strip().splitlines()) == 4 and "true" in text
+
+
+def test_backend_option_equals_the_environment_variable(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch", reason="torch is not installed")
+    args = ["train", "--dataset", "iris", "--epochs", "2", "--quiet", "--no-plot"]
+    assert run(args + ["--backend", "torch", "--out", str(tmp_path / "a")], capsys)[0] == 0
+    monkeypatch.setenv("XPNET_BACKEND", "torch")
+    assert run(args + ["--out", str(tmp_path / "b")], capsys)[0] == 0
+    ha = json.loads((tmp_path / "a" / "history.json").read_text())["epochs"]
+    hb = json.loads((tmp_path / "b" / "history.json").read_text())["epochs"]
+    assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
+    model, _, _ = C.load(tmp_path / "b" / "checkpoint.npz", backend="numpy")
+    assert model.params["W1"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--optimizer", "adamw"], "choose from 'sgd', 'momentum'"),
+        (["train", "--dataset", "cifar"], "choose from 'digits', 'iris'"),
+        (["train", "--backend", "tensorflow"], "choose from 'numpy', 'cupy'"),
+        (["train", "--epochs", "0"], "expected a positive integer"),
+        (["train", "--hidden", "12,x"], "hidden layer sizes must be integers"),
+        (["train", "--lr", "-1"], "positive number"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_the_valid_choices(argv, needle, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2 and needle in err
+
+
+def test_xpnet_errors_exit_1_with_a_sentence(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(["train", "--out", str(blocker / "sub")], capsys)
+    assert code == 1 and "not writable" in err
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    code, _, err = run(["eval", str(tmp_path / "bad.npz")], capsys)
+    assert code == 1 and "not an xpnet checkpoint" in err
+
+
+def test_info_lists_every_backend(capsys):
+    code, text, _ = run(["info", "--json"], capsys)
+    report = json.loads(text)
+    assert code == 0 and report["xpnet"]
+    names = [b["backend"] for b in report["backends"]]
+    assert names == ["numpy", "cupy", "torch", "jax", "dask", "array_api_strict"]
+    numpy_row = report["backends"][0]
+    assert numpy_row["usable"] and numpy_row["float64"]
+    code, text, _ = run(["info"], capsys)
+    assert code == 0 and "cupy" in text and "numpy" in text
+
+
+def test_bench_dispatches_to_the_bench_module(monkeypatch):
+    seen = []
+    fake = types.ModuleType("xpnet.bench")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "xpnet.bench", fake)
+    assert cli.main(["bench", "--quick", "W1"]) == 0 and seen == [["--quick", "W1"]]
+
+
+def test_bench_missing_module_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "xpnet.bench", None)
+    code, _, err = run(["bench"], capsys)
+    assert code == 1 and "xpnet.bench" in err
+
+
+def test_import_pulls_in_no_optional_package():
+    code = (
+        "import sys, xpnet, xpnet.cli, xpnet.train, xpnet.checkpoint, xpnet.plots, xpnet.datasets, "
+        "xpnet.data; bad = [m for m in ('torch', 'jax', 'cupy', 'matplotlib', 'tqdm', 'dask') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_console_script_version():
+    done = subprocess.run(
+        [sys.executable, "-m", "xpnet.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith("xpnet ")
