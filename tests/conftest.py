@@ -105,3 +105,14 @@ def assert_close(actual, expected, be: B.Backend, **kw) -> None:
         assert actual.dtype == be.dtype, f"dtype {actual.dtype} is not {be.dtype}"
     assert tuple(actual.shape) == expected.shape, f"shape {tuple(actual.shape)} != {expected.shape}"
     np.testing.assert_allclose(B.to_numpy(actual), expected, **{**tol(be), **kw})
+
+
+def tally(kind: str, n: int = 1) -> None:
+    """Count what a robustness test tried (hostile inputs, kills, resumes) for ci/robustness.py.
+
+    Appends ``kind<TAB>n`` to the file named by ``XPNET_ROBUSTNESS_LOG`` when it is set.
+    """
+    path = os.environ.get("XPNET_ROBUSTNESS_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{kind}\t{n}\n")

@@ -134,7 +134,7 @@ def test_model_rejects_integer_features_and_bad_shapes(be):
         model.predict(be.asarray(np.ones((2, 4), dtype=np.int64)))
     with pytest.raises(xpnet.ShapeError, match="4 input features.*got 5"):
         model.predict(be.asarray(np.ones((2, 5))))
-    with pytest.raises(xpnet.ShapeError, match="3 labels given for a batch of 2"):
+    with pytest.raises(xpnet.LabelError, match="3 labels given for a batch of 2"):
         model.loss(be.asarray(np.ones((2, 4))), be.asarray(np.array([0, 1, 2])))
 
 

@@ -235,6 +235,11 @@ def host_dtype(dtype) -> np.dtype:
         return np.dtype(str(dtype).rsplit(".", 1)[-1])
 
 
+def dtype_name(dtype) -> str:
+    """The plain name of any backend's dtype, for messages: ``torch.float32`` -> ``float32``."""
+    return host_dtype(dtype).name
+
+
 def _supports_float64(xp, dev) -> bool:
     try:
         return "float64" in xp.__array_namespace_info__().dtypes(device=dev, kind="real floating")

@@ -10,13 +10,13 @@ take scores are stable for any finite value (no overflow in ``exp``, no ``log(0)
 
 from __future__ import annotations
 
-from .backend import device, namespace, to_numpy
-from .errors import DTypeError, LabelError, ShapeError
+from .backend import device, dtype_name, namespace, to_numpy
+from .errors import DTypeError, LabelError, NonFiniteError, ShapeError
 
 
 def _float_dtype(x, xp, where: str):
     if not xp.isdtype(x.dtype, "real floating"):
-        raise DTypeError(f"{where} needs a floating-point array, got dtype {x.dtype}; "
+        raise DTypeError(f"{where} needs a floating-point array, got dtype {dtype_name(x.dtype)}; "
                          f"convert with xp.astype(x, xp.float32)")
     return x.dtype
 
@@ -129,7 +129,8 @@ def cross_entropy(scores, t, check: bool = True, xp=None):
 
     ``scores``: (N, C) logits (or (C,) for one sample). ``t``: integer labels (N,) or one-hot
     rows (N, C). Computed from log-softmax, so it is finite for any finite scores.
-    ``check=False`` skips the label validation (which costs a device sync).
+    ``check=False`` skips the validation of labels and of the scores' finiteness (a device
+    sync); with it, bad targets raise :class:`LabelError` and NaN/inf scores :class:`NonFiniteError`.
     """
     xp = xp or namespace(scores)
     dtype = _float_dtype(scores, xp, "cross_entropy scores")
@@ -139,8 +140,12 @@ def cross_entropy(scores, t, check: bool = True, xp=None):
             not xp.isdtype(t.dtype, "integral") else t
     if scores.ndim != 2:
         raise ShapeError(f"cross_entropy: scores must have shape (N, C), got {tuple(scores.shape)}")
+    if scores.shape[0] == 0:
+        raise ShapeError("cross_entropy of an empty batch is undefined (scores of shape (0, C))")
     if check:
         check_labels(t, scores.shape[1], scores.shape[0], where="cross_entropy targets", xp=xp)
+        if not bool(to_numpy(xp.all(xp.isfinite(scores)))):
+            raise NonFiniteError("cross_entropy: the scores contain NaN or inf; the loss would be NaN")
     T = targets_as_probabilities(t, scores.shape[1], dtype, xp=xp)
     return -xp.sum(log_softmax(scores, xp=xp) * T) / scores.shape[0]
 

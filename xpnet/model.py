@@ -18,13 +18,14 @@ from .backend import (
     Backend,
     check_same_backend,
     device,
+    dtype_name,
     from_host_like,
     host_dtype,
     namespace,
     resolve,
     to_numpy,
 )
-from .errors import ConfigError, DTypeError, NonFiniteError, ShapeError
+from .errors import ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
 
 
@@ -85,8 +86,9 @@ class Sequential:
         return None if ref is None else ref.dtype
 
     def check_input(self, x, where: str = "model input"):
-        """Raise a clear error for arrays of the wrong backend, device, dtype or shape.
-        Float inputs of another precision are cast to the model's dtype."""
+        """Raise a clear error for arrays of the wrong backend, device, dtype or shape, and
+        :class:`NonFiniteError` for NaN or inf (an error, not a warning). Float inputs of
+        another precision are cast to the model's dtype."""
         ref = self._reference()
         if ref is None:
             return x
@@ -94,11 +96,15 @@ class Sequential:
         check_same_backend(x, ref, f"{where} of {type(first).__name__} (layer {self.layers.index(first)})")
         xp = namespace(x)
         if not xp.isdtype(x.dtype, "real floating"):
-            raise DTypeError(f"{where}: expected floating-point features ({ref.dtype}), got dtype "
-                             f"{x.dtype}; convert with xp.astype(x, xp.{str(ref.dtype).rsplit('.', 1)[-1]})")
+            raise DTypeError(f"{where}: expected floating-point features ({dtype_name(ref.dtype)}), got "
+                             f"dtype {dtype_name(x.dtype)}; convert with xp.astype(x, xp.{dtype_name(ref.dtype)})")
         if x.ndim < 2 or x.shape[0] == 0:
             raise ShapeError(f"{where}: expected a non-empty batch of shape (N, features...), "
                              f"got shape {tuple(x.shape)}")
+        if not bool(to_numpy(xp.all(xp.isfinite(x)))):  # one sync per call; the trainer checks once
+            bad = int(to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int64))))
+            raise NonFiniteError(f"{where}: {bad} NaN or inf value(s) in the input of shape "
+                                 f"{tuple(x.shape)}; clean or impute them before training")
         return x if x.dtype == ref.dtype else xp.astype(x, ref.dtype)
 
     # ------------------------------------------------------------------ passes
@@ -121,7 +127,7 @@ class Sequential:
         if ref is not None:
             check_same_backend(t, ref, "targets given to the loss")
         if t.ndim == 0 or t.shape[0] != x.shape[0]:
-            raise ShapeError(f"{t.shape[0] if t.ndim else 'a scalar of'} labels given for a batch "
+            raise LabelError(f"{t.shape[0] if t.ndim else 'a scalar of'} labels given for a batch "
                              f"of {x.shape[0]} samples; expected one per sample")
         return t
 
