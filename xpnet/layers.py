@@ -60,6 +60,11 @@ class Layer:
     def backward(self, dout):
         raise NotImplementedError
 
+    def backward_params(self, dout) -> None:
+        """Fill ``grads`` only, for a first layer whose input needs no gradient.
+        Layers that can skip the input gradient (Affine) override this."""
+        self.backward(dout)
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
         return f"{type(self).__name__}({shapes})"
@@ -108,11 +113,13 @@ class Affine(Layer):
         return x @ W + self.params["b"]
 
     def backward(self, dout):
-        xp = namespace(dout)
-        self.grads["W"] = self.x.T @ dout
-        self.grads["b"] = xp.sum(dout, axis=0)
+        self.backward_params(dout)
         dx = dout @ self.params["W"].T
-        return dx if len(self.x_shape) == 2 else xp.reshape(dx, self.x_shape)
+        return dx if len(self.x_shape) == 2 else namespace(dx).reshape(dx, self.x_shape)
+
+    def backward_params(self, dout) -> None:
+        self.grads["W"] = self.x.T @ dout
+        self.grads["b"] = namespace(dout).sum(dout, axis=0)
 
 
 class MatMul(Layer):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import is_writeable, materialize, namespace
+from .backend import is_writeable, materialize, namespace, sub_scaled_
 from .errors import ConfigError
 
 
@@ -45,6 +45,7 @@ class Optimizer:
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
         self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
+        self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
@@ -53,14 +54,18 @@ class Optimizer:
             g = grads[key]
             if self.weight_decay:
                 g = g + self.weight_decay * p
-            d = self.delta(key, p, g, namespace(p))
+            xp = namespace(p)
             if is_writeable(p):
-                p -= d
+                self.update_inplace(key, p, g, xp)
             else:
-                params[key] = materialize(p - d)
+                params[key] = materialize(p - self.delta(key, p, g, xp))
 
     def delta(self, key, p, g, xp):
         raise NotImplementedError
+
+    def update_inplace(self, key, p, g, xp) -> None:
+        """``p -= delta`` on a writeable array; an optimizer with a fused form overrides it."""
+        p -= self.delta(key, p, g, xp)
 
     def _slot(self, name: str, key, like, xp):
         s = self.state[name]
@@ -81,6 +86,10 @@ class SGD(Optimizer):
 
     def delta(self, key, p, g, xp):
         return self.lr * g
+
+    def update_inplace(self, key, p, g, xp) -> None:
+        # the same p -= lr * g, reusing one scratch buffer per parameter (see sub_scaled_)
+        self._work[key] = sub_scaled_(p, g, self.lr, self._work.get(key))
 
 
 class Momentum(Optimizer):
