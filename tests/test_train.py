@@ -22,7 +22,7 @@ def tiny_iris(n_train=40):
 
 def test_fit_on_every_backend_keeps_the_model_on_its_device(be):
     model = xpnet.mlp([4, 5, 3], seed=0, backend=be)
-    trainer = Trainer(model, xpnet.SGD(lr=0.5), tiny_iris(), batch_size=16, seed=0, log=None)
+    trainer = Trainer(model, xpnet.SGD(lr=0.5), tiny_iris(32), batch_size=16, seed=0, log=None)
     history = trainer.fit(2)
     assert history["epoch"] == [1, 2] and history.stopped == "completed"
     for rec in history.records:
