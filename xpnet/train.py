@@ -290,7 +290,7 @@ class Trainer:
         for xb, tb in self.loader:
             loss = model.loss(xb, tb, train=True, check=False)
             model.backward()
-            opt.update(model.params, model._grads)
+            opt.update(model.params, model.grads)
             nb = xb.shape[0]
             total = loss * nb if total is None else total + loss * nb
         return total / self.loader.num_samples
