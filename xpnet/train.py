@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -103,19 +104,35 @@ class History:
         )
 
 
-def check_writable(folder) -> Path:
-    """Create ``folder`` if needed and prove a file can be written there, or raise ConfigError."""
+def check_writable(folder, need_bytes: int = 0) -> Path:
+    """Create ``folder`` if needed, prove a file can be written there and that ``need_bytes``
+    are free (room for two checkpoints), or raise ConfigError before any training starts."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * min(need_bytes, 1 << 20))
+            probe.flush()
+            os.fsync(probe.fileno())
+        free = shutil.disk_usage(folder).free
     except OSError as e:
         raise ConfigError(
             f"output directory {os.fspath(folder)!r} is not writable ({e.strerror or e}); "
             "choose another with --out DIR"
         ) from e
+    if free < need_bytes:
+        raise ConfigError(
+            f"output directory {os.fspath(folder)!r} has {free} bytes free, but the checkpoints "
+            f"need about {need_bytes}; free some space or choose another with --out DIR"
+        )
     return folder
+
+
+def _checkpoint_bytes(model: Sequential, optimizer: Optimizer) -> int:
+    """A generous estimate of one checkpoint's size: parameters, state and optimizer slots."""
+    arrays = list(model.params.values()) + list(model.state.values())
+    n = sum(math.prod(a.shape) * host_dtype(a.dtype).itemsize for a in arrays)
+    return n * (1 + len(optimizer.slots)) + (64 << 10)
 
 
 def evaluate(model: Sequential, x, t, batch_size: int = 2048):
@@ -180,7 +197,8 @@ class Trainer:
         self.x_train, self.t_train, self.x_test, self.t_test = self._on_device(data)
         self.seed = int(seed)
         self.loader = Loader(self.x_train, self.t_train, batch_size, shuffle=True, seed=[self.seed, 1])
-        self.out = check_writable(out) if out is not None else None
+        need = 2 * _checkpoint_bytes(model, optimizer)  # the old file stays until the new one is complete
+        self.out = check_writable(out, need) if out is not None else None
         if patience is not None and int(patience) < 1:
             raise ConfigError(f"patience must be a positive number of epochs, got {patience!r}")
         self.patience = None if patience is None else int(patience)
@@ -287,13 +305,22 @@ class Trainer:
         """One pass over the shuffled training set; returns the mean minibatch loss (0-d array)."""
         model, opt = self.model, self.optimizer
         total = None
+        self._step_losses = []  # 0-d device arrays: read back only if the epoch's loss is not finite
         for xb, tb in self.loader:
             loss = model.loss(xb, tb, train=True, check=False)
             model.backward()
             opt.update(model.params, model.grads)
+            self._step_losses.append(loss)
             nb = xb.shape[0]
             total = loss * nb if total is None else total + loss * nb
         return total / self.loader.num_samples
+
+    def _first_bad_step(self) -> int | None:
+        """1-based step of this epoch whose minibatch loss was first NaN or inf (one sync)."""
+        for i, loss in enumerate(self._step_losses or []):
+            if not math.isfinite(float(to_numpy(loss))):
+                return i + 1
+        return None
 
     def _epoch_record(self, train_loss, seconds: float) -> dict:
         values = [train_loss, *evaluate(self.model, self.x_train, self.t_train)[1:]]
@@ -338,9 +365,11 @@ class Trainer:
                     self.epoch -= 1
                     saved = self._write_good()
                     where = f"; the last good checkpoint (epoch {self.epoch}) is in {saved}" if saved else ""
+                    step = self._first_bad_step()
+                    at = f", step {step} of {len(self.loader)}" if step else ""
                     raise NonFiniteError(
                         f"the {bad[0].replace('_', ' ')} became {rec[bad[0]]} "
-                        f"in epoch {self.epoch + 1}{where}. "
+                        f"in epoch {self.epoch + 1}{at}{where}. "
                         f"Lower the learning rate (now {self.optimizer.lr}) or check the inputs."
                     )
                 self.history.records.append(rec)
