@@ -79,6 +79,30 @@ def test_array_from_another_device_is_named(rng):
     tally("hostile inputs", 1)
 
 
+@pytest.mark.parametrize("batch_size, message", [
+    (0, "batch_size must be a positive integer, got 0"),
+    (-3, "batch_size must be a positive integer, got -3"),
+    (2.5, "batch_size must be a positive integer, got 2.5"),
+    (11, "batch_size 11 is larger than the dataset's 10 samples; use a batch_size of at most 10"),
+])
+def test_bad_batch_sizes_are_named(be, batch_size, message):
+    from xpnet.data import Loader
+
+    with pytest.raises(xpnet.ConfigError, match=message):
+        Loader(X(be, (10, 4)), labels(be, [0] * 10), batch_size=batch_size)
+    tally("hostile inputs", 1)
+
+
+def test_empty_dataset_and_label_count_are_named(be):
+    from xpnet.data import Loader
+
+    with pytest.raises(xpnet.ShapeError, match="the dataset is empty"):
+        Loader(X(be, (0, 4)), labels(be, []), batch_size=1)
+    with pytest.raises(xpnet.ShapeError, match="10 samples but 9 labels"):
+        Loader(X(be, (10, 4)), labels(be, [0] * 9), batch_size=2)
+    tally("hostile inputs", 2)
+
+
 @pytest.mark.parametrize("lr", [0, -1, float("nan"), float("inf")])
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_bad_learning_rates(name, lr):

@@ -35,6 +35,9 @@ class Loader:
             raise ShapeError(f"{x.shape[0]} samples but {t.shape[0]} labels; expected one label per sample")
         if x.shape[0] == 0:
             raise ShapeError("the dataset is empty (0 samples)")
+        if batch_size > x.shape[0]:
+            raise ConfigError(f"batch_size {batch_size} is larger than the dataset's {x.shape[0]} "
+                              f"samples; use a batch_size of at most {x.shape[0]}")
         self.x, self.t = x, t
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
