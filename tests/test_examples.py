@@ -55,7 +55,7 @@ def test_same_script_on_another_backend_by_environment(tmp_path):
 
 def test_mnist_from_a_local_copy(tmp_path):
     rng = np.random.default_rng(0)
-    for part, n in (("train", 60), ("t10k", 20)):
+    for part, n in (("train", 200), ("t10k", 20)):  # at least one batch of 100
         idx.write(
             tmp_path / f"{part}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         )
