@@ -1,7 +1,6 @@
 """Faults: SIGKILL at random points (mid-write included), SIGINT, a full or read-only disk,
 a diverging run, and resume parity. The checkpoint on disk is always a good one."""
 
-import os
 import shutil
 import signal
 import subprocess

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import reference as ref
 from conftest import tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -24,8 +24,9 @@ import importlib.util
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import array_api_compat
 import numpy as np
