@@ -27,7 +27,8 @@ def labels(be, values):
 
 
 BAD_LABELS = [
-    ("out of range", lambda be: labels(be, [0, 3]), xpnet.LabelError, r"\[0, 2\] for 3 classes; got values from 0 to 3"),
+    ("out of range", lambda be: labels(be, [0, 3]), xpnet.LabelError,
+     r"\[0, 2\] for 3 classes; got values from 0 to 3"),
     ("negative", lambda be: labels(be, [-1, 2]), xpnet.LabelError, r"got values from -1 to 2"),
     ("float labels", lambda be: be.asarray(np.array([0.0, 1.0])), xpnet.LabelError, r"float labels of shape \(2,\)"),
     ("one-hot rows not summing to 1", lambda be: be.asarray(np.array([[1.0, 1, 0], [0, 1, 0]])),
