@@ -426,12 +426,11 @@ def sub_scaled_(p, g, alpha: float, work=None):
     A fresh temporary the size of a weight costs on the CPU about as much as the
     arithmetic (a new mapping that page-faults), hence the reuse.
     """
-    kind = _inplace_kind.get(type(p)) or _learn_inplace_kind(p)
+    kind, mod = _inplace_kind.get(type(p)) or _learn_inplace_kind(p)
     if kind == "fused":
         p.sub_(g, alpha=alpha)
         return None
     if kind == "out":
-        mod = sys.modules[type(p).__module__.split(".")[0]]  # numpy or cupy
         if work is None or work.shape != p.shape or work.dtype != p.dtype:
             work = mod.empty_like(p)
         mod.multiply(g, alpha, out=work)
@@ -441,20 +440,21 @@ def sub_scaled_(p, g, alpha: float, work=None):
     return None
 
 
-_inplace_kind: dict[type, str] = {}
+_inplace_kind: dict[type, tuple] = {}
 
 
-def _learn_inplace_kind(p) -> str:
+def _learn_inplace_kind(p) -> tuple:
     """How an array type takes ``p -= alpha * g``: 'fused' (torch ``sub_``), 'out' (ufuncs
-    with ``out=``: numpy, cupy) or 'plain'."""
+    with ``out=``: numpy, cupy, with their module) or 'plain'."""
+    mod = None
     if array_api_compat.is_torch_array(p):
         kind = "fused"
     elif array_api_compat.is_numpy_array(p) or array_api_compat.is_cupy_array(p):
-        kind = "out"
+        kind, mod = "out", sys.modules[type(p).__module__.split(".")[0]]
     else:
         kind = "plain"
-    _inplace_kind[type(p)] = kind
-    return kind
+    _inplace_kind[type(p)] = (kind, mod)
+    return kind, mod
 
 
 def materialize(x):

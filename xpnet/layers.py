@@ -98,14 +98,13 @@ class Affine(Layer):
         return cls(be.asarray(W), be.zeros((out_size,)))
 
     def forward(self, x, train: bool = True):
-        xp = namespace(x)
         W = self.params["W"]
         self.x_shape = x.shape
         if x.ndim < 2:
             raise ShapeError(f"Affine expects a batch of shape (N, {W.shape[0]}), got shape "
                              f"{tuple(x.shape)}; a single sample needs a leading batch axis of 1")
         if x.ndim != 2:
-            x = xp.reshape(x, (x.shape[0], -1))
+            x = namespace(x).reshape(x, (x.shape[0], -1))
         if x.shape[1] != W.shape[0]:
             raise ShapeError(f"Affine expects {W.shape[0]} input features per sample, got "
                              f"{x.shape[1]} (input shape {tuple(self.x_shape)})")

@@ -46,6 +46,7 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
+        self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
@@ -55,7 +56,10 @@ class Optimizer:
             if self.weight_decay:
                 g = g + self.weight_decay * p
             xp = namespace(p)
-            if is_writeable(p):
+            seen = self._inplace.get(key)
+            if seen is None or seen[0] is not p:
+                seen = self._inplace[key] = (p, is_writeable(p))
+            if seen[1]:
                 self.update_inplace(key, p, g, xp)
             else:
                 params[key] = materialize(p - self.delta(key, p, g, xp))
