@@ -14,6 +14,19 @@ from .backend import device, dtype_name, namespace, to_numpy
 from .errors import DTypeError, LabelError, NonFiniteError, ShapeError
 
 
+_kinds: dict = {}
+
+
+def is_kind(dtype, kind: str, xp) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered per (dtype, kind): NumPy's isdtype costs
+    microseconds, too much to ask on every training step."""
+    key = (type(dtype), kind, dtype)  # the type first: no cross-library dtype comparison
+    hit = _kinds.get(key)
+    if hit is None:
+        hit = _kinds[key] = bool(xp.isdtype(dtype, kind))
+    return hit
+
+
 def _float_dtype(x, xp, where: str):
     if not xp.isdtype(x.dtype, "real floating"):
         raise DTypeError(f"{where} needs a floating-point array, got dtype {dtype_name(x.dtype)}; "
@@ -68,7 +81,7 @@ def one_hot(t, num_classes: int, dtype=None, xp=None):
     ``[0, num_classes)`` give an all-zero row: validate first (:func:`check_labels`).
     """
     xp = xp or namespace(t)
-    hit = xp.expand_dims(t, axis=-1) == xp.arange(num_classes, dtype=t.dtype, device=device(t))
+    hit = t[..., None] == xp.arange(num_classes, dtype=t.dtype, device=device(t))
     return xp.astype(hit, dtype if dtype is not None else xp.float32)
 
 
@@ -115,7 +128,7 @@ def check_labels(t, num_classes: int, n: int | None = None, where: str = "labels
 def targets_as_probabilities(t, num_classes: int, dtype, xp=None):
     """Integer labels (N,) become one-hot rows; (N, C) float targets are cast to ``dtype``."""
     xp = xp or namespace(t)
-    if xp.isdtype(t.dtype, "integral"):
+    if is_kind(t.dtype, "integral", xp):
         return one_hot(t, num_classes, dtype, xp=xp)
     return t if t.dtype == dtype else xp.astype(t, dtype)
 

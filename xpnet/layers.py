@@ -180,11 +180,11 @@ class ReLU(Layer):
         self.x = None
 
     def forward(self, x, train: bool = True):
-        self.x = x
-        return F.relu(x, xp=namespace(x))
+        self.x, self.xp = x, namespace(x)
+        return F.relu(x, xp=self.xp)
 
     def backward(self, dout):
-        return namespace(dout).where(self.x > 0, dout, 0.0)
+        return self.xp.where(self.x > 0, dout, 0.0)
 
 
 class Sigmoid(Layer):

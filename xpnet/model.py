@@ -57,6 +57,14 @@ class _LayerDicts(MutableMapping):
     def __iter__(self):
         return iter(self._where)
 
+    def items(self):
+        """``(key, array)`` pairs, in layer order (a list: one pass, no per-key lookups)."""
+        attr = self._attr
+        return [(k, getattr(layer, attr)[name]) for k, (layer, name) in self._where.items()]
+
+    def values(self):
+        return [v for _, v in self.items()]
+
     def __len__(self) -> int:
         return len(self._where)
 
@@ -150,13 +158,13 @@ class Sequential:
     @property
     def grads(self) -> dict:
         """The gradients of the last ``backward``, keyed like ``params``."""
-        return dict(self._grads)
+        return dict(self._grads.items())
 
     def gradient(self, x, t, check: bool = True) -> dict:
         """Backprop gradients of the loss, a dict with the keys of ``params``."""
         self.loss(x, t, train=True, check=check)
         self.backward(input_grad=False)
-        return dict(self._grads)
+        return dict(self._grads.items())
 
     def accuracy(self, x, t, batch_size: int | None = None) -> float:
         """Fraction of samples classified right (a Python float: one host sync)."""
