@@ -13,7 +13,6 @@ from __future__ import annotations
 from .backend import device, dtype_name, namespace, to_numpy
 from .errors import DTypeError, LabelError, NonFiniteError, ShapeError
 
-
 _kinds: dict = {}
 
 
