@@ -1,6 +1,7 @@
 """The command line: train / eval / predict / info / bench, errors and exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -151,3 +152,36 @@ def test_console_script_version():
         [sys.executable, "-m", "xpnet.cli", "--version"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("xpnet ")
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    """On a terminal (a pty here) tqdm draws a bar over the epochs; through a pipe, plain lines."""
+    pytest.importorskip("tqdm", reason="tqdm not installed (pip install 'xpnet[progress]')")
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    argv = [sys.executable, "-m", "xpnet", "train", "--dataset", "iris", "--epochs", "3", "--no-plot"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child runs xpnet with an 80x24 terminal for stdout and stderr
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        os.execv(sys.executable, [*argv, "--out", str(tmp_path / "tty")])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert "epoch/s" in screen or "s/epoch" in screen, screen  # tqdm's rate, with unit "epoch"
+    assert "final test accuracy" in screen
+    piped = subprocess.run([*argv, "--out", str(tmp_path / "pipe")], capture_output=True, text=True)
+    assert piped.returncode == 0
+    assert "epoch/s" not in piped.stderr + piped.stdout and "s/epoch" not in piped.stderr + piped.stdout
+    assert "epoch 3/3" in piped.stdout
