@@ -163,22 +163,23 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     import termios
 
     argv = [sys.executable, "-m", "xpnet", "train", "--dataset", "iris", "--epochs", "3", "--no-plot"]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child runs xpnet with an 80x24 terminal for stdout and stderr
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        os.execv(sys.executable, [*argv, "--out", str(tmp_path / "tty")])
+    master, slave = pty.openpty()  # no os.fork here: jax, loaded by other tests, warns about it
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # an 80x24 terminal
+    child = subprocess.Popen([*argv, "--out", str(tmp_path / "tty")], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
     chunks = []
     while True:
         try:
-            data = os.read(fd, 4096)
-        except OSError:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
             break
         if not data:
             break
         chunks.append(data)
-    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    status = child.wait(timeout=120)
     screen = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert status == 0, screen
     assert "epoch/s" in screen or "s/epoch" in screen, screen  # tqdm's rate, with unit "epoch"
     assert "final test accuracy" in screen
     piped = subprocess.run([*argv, "--out", str(tmp_path / "pipe")], capture_output=True, text=True)
