@@ -135,3 +135,13 @@ def test_to_backend_round_trips_between_every_pair(be, rng):
 
 def test_backend_names_of_arrays(be):
     assert xpnet.backend_name(be.asarray([1.0])) == be.name
+
+
+def test_describe_names_devices_as_users_type_them():
+    pytest.importorskip("array_api_strict", reason="array_api_strict not installed")
+    info = B.describe("array_api_strict")
+    assert {"CPU_DEVICE", "device1", "no_float64"} <= set(info["devices"])
+    assert info["float64"]["no_float64"] is False and info["float64"]["device1"] is True
+    missing = B.describe("cupy") if not B.installed("cupy") else None
+    if missing is not None:
+        assert missing["installed"] is False and "xpnet[cuda12]" in missing["why"]

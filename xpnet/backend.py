@@ -24,6 +24,7 @@ import importlib.util
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -514,14 +515,32 @@ def describe(name: str) -> dict:
             return info
     try:
         xp = _load_namespace(name)
-        devices = list(xp.__array_namespace_info__().devices())
-        info["devices"] = [str(d) for d in devices]
-        info["float64"] = {str(d): _supports_float64(xp, d) for d in devices}
+        with warnings.catch_warnings():  # torch warns about its internal 'mkldnn' device type
+            warnings.simplefilter("ignore")
+            devices = [d for d in xp.__array_namespace_info__().devices() if _real_device(d)]
+        info["devices"] = [_device_label(d) for d in devices]
+        if name == "jax":  # float64 exists once x64 is on, which xpnet does when float64 is chosen
+            info["float64"] = {_device_label(d): True for d in devices}
+        else:
+            info["float64"] = {_device_label(d): _supports_float64(xp, d) for d in devices}
         info["usable"] = True
     except BackendError as e:
         info["usable"] = False
         info["why"] = str(e)
     return info
+
+
+def _real_device(d) -> bool:
+    """Leave out what the inspection API lists but no user picks (None, torch's 'meta')."""
+    return d is not None and str(d) != "meta"
+
+
+def _device_label(d) -> str:
+    """A device as a user types it for XPNET_DEVICE: 'cpu', 'cuda:0', 'device1'..."""
+    text = str(d)
+    if text.startswith("array_api_strict.Device("):
+        return text.split("'")[1]
+    return text
 
 
 def available() -> list[str]:
