@@ -19,6 +19,7 @@ truncated or foreign file raises :class:`~xpnet.errors.CheckpointError` and no m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -57,14 +58,21 @@ _LOSSES = {cls.__name__: cls for cls in LOSSES.values()}
 
 
 # ---------------------------------------------------------------------- atomic files
-def write_atomic(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_file(path, suffix: str = ".tmp"):
+    """Yield a binary file whose bytes replace ``path`` only when the block ends cleanly.
+
+    The file is a temporary one in the same folder; on a clean exit it is flushed, fsynced
+    and renamed onto ``path`` (an atomic step), then the folder is fsynced. On any error the
+    temporary file is removed and ``path`` keeps its old contents. A kill (SIGKILL, power
+    loss) can leave only a stray temporary file, never a half-written ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -77,14 +85,20 @@ def write_atomic(path, data: bytes) -> Path:
     try:  # make the rename itself durable where the platform allows it
         dfd = os.open(path.parent, os.O_RDONLY)
     except OSError:
-        return path
+        return
     try:
         os.fsync(dfd)
     except OSError:
         pass
     finally:
         os.close(dfd)
-    return path
+
+
+def write_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 # ---------------------------------------------------------------------- save

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..checkpoint import atomic_file
 from ..errors import DataError
 from . import idx
 
@@ -112,47 +112,33 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
     :class:`DataError` says what went wrong.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+    with atomic_file(dest, suffix=".part") as out:
         h = hashlib.sha256()
         got = 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    expected = resp.headers.get("Content-Length")
-                    while True:
-                        block = resp.read(CHUNK)
-                        if not block:
-                            break
-                        out.write(block)
-                        h.update(block)
-                        got += len(block)
-            except http.client.IncompleteRead as e:
-                raise DataError(
-                    f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})"
-                ) from e
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                reason = getattr(e, "reason", None) or e
-                raise DataError(f"{url}: download failed ({reason})") from e
-            if expected is not None and got != int(expected):
-                raise DataError(f"{url}: the download was cut short: got {got} of {expected} bytes")
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                expected = resp.headers.get("Content-Length")
+                while True:
+                    block = resp.read(CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    h.update(block)
+                    got += len(block)
+        except http.client.IncompleteRead as e:
+            raise DataError(f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})") from e
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            reason = getattr(e, "reason", None) or e
+            raise DataError(f"{url}: download failed ({reason})") from e
+        if expected is not None and got != int(expected):
+            raise DataError(f"{url}: the download was cut short: got {got} of {expected} bytes")
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
             raise DataError(
                 f"{url}: SHA-256 mismatch: expected {sha256}, got {digest} "
                 f"({got} bytes); the file is corrupted or not the expected one"
             )
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    return dest
 
 
 def fetch(
