@@ -7,7 +7,7 @@ textbook's closed form divided by the batch size N.
 from __future__ import annotations
 
 from . import functional as F
-from .backend import namespace
+from .backend import namespace, to_numpy
 from .errors import LabelError, ShapeError
 
 
@@ -59,7 +59,7 @@ class SigmoidWithLoss:
                 raise LabelError(f"SigmoidWithLoss: targets of shape {tuple(t.shape)} do not match "
                                  f"scores of shape {tuple(x.shape)}")
         if self.check_labels and t.shape[0]:
-            lo, hi = float(xp.min(t)), float(xp.max(t))
+            lo, hi = (float(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))  # one sync
             if lo < 0 or hi > 1:
                 raise LabelError(f"SigmoidWithLoss: targets must lie in [0, 1], got values from {lo} to {hi}")
         self.t = xp.astype(t, x.dtype) if t.dtype != x.dtype else t

@@ -51,11 +51,12 @@ class Optimizer:
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
         self.state["step"] += 1
-        for key, p in params.items():
+        items = list(params.items())
+        xp = namespace(items[0][1]) if items else None  # once per step: one model, one backend
+        for key, p in items:
             g = grads[key]
             if self.weight_decay:
                 g = g + self.weight_decay * p
-            xp = namespace(p)
             seen = self._inplace.get(key)
             if seen is None or seen[0] is not p:
                 seen = self._inplace[key] = (p, is_writeable(p))
