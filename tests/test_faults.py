@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from conftest import tally
+from procs import child as child_process
 
 import xpnet
 from xpnet import checkpoint as C
@@ -51,11 +52,11 @@ def test_sigkill_at_random_points_never_leaves_a_broken_checkpoint(tmp_path):
     rng = np.random.default_rng(2024)
     kills, mid_write, seen = 20, 0, []
     for _ in range(kills):
-        with subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True) as child:
+        with child_process([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True) as child:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.4))
             child.send_signal(signal.SIGKILL)
-            child.wait()
+            child.wait(timeout=30)
         leftovers = list(tmp_path.glob(".checkpoint.npz.*.tmp"))
         mid_write += bool(leftovers)
         for f in leftovers:  # a kill mid-write leaves only a temp file, never a broken checkpoint
@@ -74,13 +75,13 @@ def test_sigkill_during_real_training_keeps_a_loadable_checkpoint(tmp_path):
            "--out", str(out), "--quiet", "--save-every", "1"]
     for _ in range(3):
         ckpt = out / "checkpoint.npz"
-        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as child:
+        with child_process(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as child:
             deadline = time.monotonic() + 120
             while not ckpt.exists() and time.monotonic() < deadline and child.poll() is None:
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.0))  # then kill at a random point of later epochs
             child.send_signal(signal.SIGKILL)
-            child.wait()
+            child.wait(timeout=30)
         assert ckpt.exists(), "no checkpoint was written within two minutes of training"
         model, opt, meta = C.load(ckpt)
         assert meta["epoch"] >= 1 and opt is not None
@@ -89,7 +90,7 @@ def test_sigkill_during_real_training_keeps_a_loadable_checkpoint(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
-    with subprocess.Popen(
+    with child_process(
         [sys.executable, "-m", "xpnet", "train", "--dataset", "iris", "--epochs", "100000", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     ) as child:
@@ -124,11 +125,13 @@ def test_read_only_output_directory_is_refused_before_training():
 
 
 def test_diverging_run_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = build("digits", hidden=(64,), optimizer="sgd", lr=1e38, out=tmp_path, log=None, seed=0)
-    with np.errstate(all="ignore"), pytest.raises(xpnet.NonFiniteError,
-                                                  match=r"in epoch \d+, step \d+ of \d+.*last good checkpoint"):
+    trainer = build("digits", hidden=(64,), optimizer="sgd", lr=0.1, out=tmp_path, log=None, seed=0)
+    trainer.fit(2)
+    trainer.optimizer.lr = 1e38  # the third epoch diverges
+    with pytest.raises(xpnet.NonFiniteError, match=r"in epoch 3, step \d+ of \d+.*last good checkpoint \(epoch 2\)"):
         trainer.fit(50)
     model, _, meta = C.load(tmp_path / "checkpoint.npz")
+    assert meta["epoch"] == 2 and trainer.epoch == 2
     for k in model.params:
         assert np.isfinite(xpnet.to_numpy(model.params[k])).all()
     tally("hostile inputs", 1)

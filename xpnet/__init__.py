@@ -26,6 +26,7 @@ from .errors import (
     DTypeError,
     LabelError,
     NonFiniteError,
+    OutputError,
     ShapeError,
     XPNetError,
 )
@@ -63,7 +64,7 @@ __all__ = [
     "use_backend",
     "BackendError", "BackendMismatchError", "BackendNotInstalledError", "BackendUnavailableError",
     "CheckpointError", "ConfigError", "DataError", "DTypeError", "LabelError", "NonFiniteError",
-    "ShapeError", "XPNetError",
+    "OutputError", "ShapeError", "XPNetError",
     "accuracy", "check_labels", "cross_entropy", "log_softmax", "logsumexp", "one_hot", "relu",
     "sigmoid", "softmax",
     "Affine", "BatchNormalization", "Dropout", "MatMul", "ReLU", "Repeat", "Sigmoid", "Softmax",

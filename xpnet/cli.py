@@ -55,6 +55,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend (same as XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE)")
     g.add_argument("--backend", choices=BACKENDS, help="array library (default: $XPNET_BACKEND or numpy)")
@@ -81,18 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an MLP and write checkpoint.npz, history.json/.csv and curves.png into --out.",
     )
     d = DEFAULTS
-    t.add_argument("--dataset", choices=NAMES, default=d["dataset"], help="default: %(default)s")
+    t.add_argument("--dataset", choices=NAMES, default=None, help=f"default: {d['dataset']}")
     t.add_argument(
         "--hidden",
         type=_hidden,
-        default=list(d["hidden"]),
+        default=None,
         help="hidden layer sizes, e.g. 256 or 128,64 (default: 256)",
     )
     t.add_argument(
-        "--activation", choices=list(ACTIVATIONS), default=d["activation"], help="default: %(default)s"
+        "--activation", choices=list(ACTIVATIONS), default=None, help=f"default: {d['activation']}"
     )
     t.add_argument(
-        "--optimizer", choices=list(OPTIMIZERS), default=d["optimizer"], help="default: %(default)s"
+        "--optimizer", choices=list(OPTIMIZERS), default=None, help=f"default: {d['optimizer']}"
     )
     t.add_argument(
         "--lr",
@@ -101,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"learning rate (default: {d['lr']} for adam, 0.1 otherwise)",
     )
     t.add_argument(
-        "--weight-decay", type=float, default=d["weight_decay"], help="L2 weight decay (default: 0)"
+        "--weight-decay", type=_non_negative_float, default=None, help="L2 weight decay (default: 0)"
     )
     t.add_argument(
         "--epochs",
@@ -109,15 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=d["epochs"],
         help="total epochs, counting those before --resume (default: %(default)s)",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="default: %(default)s")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help=f"default: {d['batch_size']}")
     t.add_argument(
-        "--seed", type=int, default=d["seed"], help="seeds weights and shuffles (default: %(default)s)"
+        "--seed", type=int, default=None, help=f"seeds weights and shuffles (default: {d['seed']})"
     )
     t.add_argument(
         "--scale",
         choices=SCALES,
-        default=d["scale"],
-        help="features to [0, 1] (minmax) or to zero mean, unit variance (default: %(default)s)",
+        default=None,
+        help=f"features to [0, 1] (minmax) or to zero mean, unit variance (default: {d['scale']})",
     )
     t.add_argument(
         "--patience",
@@ -125,8 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop early after this many epochs without a lower test loss",
     )
-    t.add_argument("--out", default=None, help="output directory (default: runs/DATASET)")
-    t.add_argument("--resume", metavar="CHECKPOINT", default=None, help="continue from a checkpoint")
+    t.add_argument(
+        "--out",
+        default=None,
+        help="output directory; one holding another run is refused unless --overwrite (default: runs/DATASET, "
+        "or runs/DATASET-2, -3... when that holds a run; with --resume: the checkpoint's folder)",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its files stay until the new run completes an epoch)",
+    )
+    t.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        default=None,
+        help="continue from a checkpoint (--lr, --weight-decay, --batch-size, --dtype, --backend, --device "
+        "may change; the model, dataset, optimizer, scale and seed may not)",
+    )
     t.add_argument(
         "--data-dir",
         default=None,
@@ -174,8 +200,12 @@ def _say(text: str = "") -> None:
 def cmd_train(args) -> int:
     from . import train as T
 
-    out = Path(args.out if args.out is not None else os.path.join("runs", args.dataset))
-    T.check_writable(out)
+    if args.out is not None:
+        out = args.out  # claimed by the trainer: refused if it holds another run or is in use
+    elif args.resume is not None:
+        out = Path(args.resume).parent  # continue in place
+    else:
+        out = T.claim_fresh_output(Path("runs") / (args.dataset or T.DEFAULTS["dataset"]))
     t0 = time.perf_counter()
     trainer = T.build(
         args.dataset,
@@ -197,7 +227,16 @@ def cmd_train(args) -> int:
         save_every=args.save_every,
         quiet=args.quiet,
         log=_say,
+        overwrite=args.overwrite,
     )
+    try:
+        return _run_training(args, trainer, t0)
+    finally:
+        trainer.close()
+
+
+def _run_training(args, trainer, t0: float) -> int:
+    out = trainer.out
     model = trainer.model
     ref = next(iter(model.params.values()))
     if not args.quiet:
@@ -218,17 +257,16 @@ def cmd_train(args) -> int:
     elapsed = time.perf_counter() - t0
     last = history.last
     if history.stopped == "interrupted":
-        print(
-            f"xpnet: training interrupted after epoch {trainer.epoch}; checkpoint: {history.checkpoint}",
-            file=sys.stderr,
-        )
+        saved = f"checkpoint of epoch {trainer.epoch}: {history.checkpoint}" if history.checkpoint else (
+            f"nothing written to {os.fspath(out)}")
+        print(f"xpnet train: interrupted after epoch {trainer.epoch}; {saved}", file=sys.stderr)
         return EXIT_INTERRUPTED
     written = [history.checkpoint, str(out / "history.json"), str(out / "history.csv")]
     if not args.no_plot and history.records:
         from .plots import PlotUnavailableError, plot_decision_regions, plot_history
 
         try:
-            written.append(str(plot_history(history, out / "curves.png", title=f"{args.dataset}")))
+            written.append(str(plot_history(history, out / "curves.png", title=f"{trainer.meta.get('dataset')}")))
             if trainer.x_train.shape[1] == 2:
                 from .backend import to_numpy
 

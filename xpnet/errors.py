@@ -55,3 +55,7 @@ class CheckpointError(XPNetError, ValueError):
 
 class DataError(XPNetError, ValueError):
     """A dataset that cannot be found, downloaded, verified or parsed."""
+
+
+class OutputError(XPNetError, OSError):
+    """An output folder that is taken by another run, or a write that failed (a full disk)."""

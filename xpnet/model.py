@@ -128,7 +128,7 @@ class Sequential:
         """Mean loss of batch ``x`` with targets ``t`` (a 0-d array; no host sync)."""
         if check:
             t = self._check_targets(t, x)
-        return self.loss_layer.forward(self.predict(x, train, check), t)
+        return self.loss_layer.forward(self.predict(x, train, check), t, check=check)
 
     def _check_targets(self, t, x):
         ref = self._reference()

@@ -25,6 +25,8 @@ checkpoint and returns the history with ``stopped == "interrupted"``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import io
 import json
@@ -34,17 +36,23 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from . import checkpoint as ckpt
 from . import functional as F
-from .backend import from_host_like, host_dtype, namespace, to_numpy
+from .backend import backend_name, check_same_backend, from_host_like, host_dtype, is_writeable, namespace, to_numpy
 from .data import Loader
-from .errors import ConfigError, NonFiniteError
+from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, OutputError
 from .model import Sequential, mlp
 from .optimizers import Optimizer, get_optimizer
 
@@ -104,9 +112,17 @@ class History:
         )
 
 
+RUN_FILES = (CHECKPOINT_NAME, "history.json", "history.csv")  # what makes a folder "a run's"
+PLOT_FILES = ("curves.png", "regions.png")
+LOCK_NAME = ".xpnet.lock"
+HISTORY_BYTES_PER_EPOCH = 512  # one record in the checkpoint, history.json and history.csv, generously
+
+
 def check_writable(folder, need_bytes: int = 0) -> Path:
     """Create ``folder`` if needed, prove a file can be written there and that ``need_bytes``
     are free (room for two checkpoints), or raise ConfigError before any training starts."""
+    if not str(os.fspath(folder)).strip():
+        raise ConfigError("the output directory is an empty string; give a folder with --out DIR")
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,6 +144,110 @@ def check_writable(folder, need_bytes: int = 0) -> Path:
     return folder
 
 
+class Output:
+    """An output folder claimed by one run: exclusively locked (``.xpnet.lock``) for the run's
+    life, so two runs can never write into it at once. The lock is the operating system's
+    (``flock``): it goes away with the process, SIGKILL included, so a killed run leaves no
+    stale lock. :func:`claim_output` makes one."""
+
+    def __init__(self, folder: Path, fd: int):
+        self.folder = folder
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def close(self) -> None:
+        """Release the folder (also done when the object is garbage-collected or the process ends)."""
+        self._finalizer()
+
+
+def _try_lock(folder: Path) -> int | None:
+    """An open, exclusively locked descriptor of ``folder/.xpnet.lock``, or None if it is held."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # Windows
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _lock_holder(folder: Path) -> str:
+    try:
+        pid = (folder / LOCK_NAME).read_text().strip()
+    except OSError:
+        return ""
+    return f" (process {pid})" if pid.isdigit() else ""
+
+
+def _run_summary(folder: Path) -> str:
+    """What an output folder holds, for the message that refuses to overwrite it."""
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    try:
+        meta = ckpt.describe_file(folder / CHECKPOINT_NAME)["meta"]
+        last = (meta.get("history") or [{}])[-1]
+        acc = last.get("test_acc", last.get("train_acc"))
+        what = f"a checkpoint of epoch {meta.get('epoch')}" + (f", accuracy {acc:.4f}" if acc is not None else "")
+    except Exception:  # unreadable or absent: name the files only
+        what = ", ".join(found)
+    return what
+
+
+def _same_file(a, b: Path) -> bool:
+    try:
+        return a is not None and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def claim_output(folder, overwrite: bool = False, resumed_from=None, need_bytes: int = 0) -> Output:
+    """Claim ``folder`` for a new run, or raise :class:`~xpnet.errors.OutputError`.
+
+    A folder already in use by another run (locked) is refused. A folder holding another
+    run's files (``checkpoint.npz``, ``history.json``, ``history.csv``) is refused unless
+    ``overwrite`` is true or this run resumes that very checkpoint (``resumed_from``).
+    Even then nothing is replaced before this run completes its first epoch.
+    """
+    folder = check_writable(folder, need_bytes)
+    fd = _try_lock(folder)
+    if fd is None:
+        raise OutputError(
+            f"output directory {os.fspath(folder)!r} is in use by another xpnet run{_lock_holder(folder)}; "
+            "wait for it to end or choose another --out DIR"
+        )
+    out = Output(folder, fd)
+    if overwrite or _same_file(resumed_from, folder / CHECKPOINT_NAME):
+        return out
+    if any((folder / name).exists() for name in RUN_FILES):
+        out.close()
+        ckpt_path = folder / CHECKPOINT_NAME
+        raise OutputError(
+            f"output directory {os.fspath(folder)!r} already holds another run ({_run_summary(folder)}); "
+            f"continue it with --resume {os.fspath(ckpt_path)}, choose another --out DIR, or pass "
+            "--overwrite (overwrite=True) to replace it once the new run has completed an epoch"
+        )
+    return out
+
+
+def claim_fresh_output(base) -> Output:
+    """Claim ``base``, or the first of ``base-2``, ``base-3``... that holds no run and is not in
+    use: the default output folder never refuses and never overwrites."""
+    base = Path(base)
+    for i in range(1, 10_000):
+        folder = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            return claim_output(folder)
+        except OutputError:
+            continue
+    raise OutputError(f"no free output folder next to {os.fspath(base)!r}; choose one with --out DIR")
+
+
 def _checkpoint_bytes(model: Sequential, optimizer: Optimizer) -> int:
     """A generous estimate of one checkpoint's size: parameters, state and optimizer slots."""
     arrays = list(model.params.values()) + list(model.state.values())
@@ -137,7 +257,7 @@ def _checkpoint_bytes(model: Sequential, optimizer: Optimizer) -> int:
 
 def evaluate(model: Sequential, x, t, batch_size: int = 2048):
     """Mean loss and accuracy of ``model`` on ``(x, t)`` in evaluation mode, as two 0-d
-    device arrays (no host sync)."""
+    device arrays (no host sync; the labels are trusted: validate them once beforehand)."""
     xp = namespace(x)
     n = x.shape[0]
     loss_sum = acc_sum = None
@@ -145,7 +265,7 @@ def evaluate(model: Sequential, x, t, batch_size: int = 2048):
         xb, tb = x[i : min(i + batch_size, n), ...], t[i : min(i + batch_size, n), ...]
         scores = model.predict(xb, train=False, check=False)
         nb = xb.shape[0]
-        loss = model.loss_layer.forward(scores, tb) * nb
+        loss = model.loss_layer.forward(scores, tb, check=False) * nb
         acc = F.accuracy(scores, tb, xp=xp) * nb
         loss_sum = loss if loss_sum is None else loss_sum + loss
         acc_sum = acc if acc_sum is None else acc_sum + acc
@@ -165,17 +285,40 @@ def _progress_bar(total: int, initial: int, enabled: bool | None, quiet: bool):
     return tqdm(total=total, initial=initial, unit="epoch", leave=False, file=sys.stderr)
 
 
+def _copy(a):
+    """A private copy of an array that may change in place later (no copy of immutable ones)."""
+    return namespace(a).asarray(a, copy=True) if is_writeable(a) else a
+
+
+@dataclass
+class _Snapshot:
+    """Everything that a completed epoch leaves, kept on the device (no host copy, no
+    serialisation): what a diverged or interrupted epoch is rolled back to."""
+
+    epoch: int
+    records: int
+    params: dict
+    state: dict
+    opt_step: int
+    opt_slots: dict
+    loader_rng: dict
+    layer_rngs: list
+    best: tuple
+
+
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``data``.
 
     ``data``: a host :class:`~xpnet.datasets.Dataset` (moved once to the model's device and
     dtype), or a tuple ``(x_train, t_train, x_test, t_test)`` of arrays already there
     (``x_test``/``t_test`` may be None). ``seed`` seeds the shuffles. ``out``: a folder for
-    the checkpoint and the history (checked to be writable now). ``patience``: stop early
-    after that many epochs without a lower test loss. ``save_every``: also write the
-    checkpoint every that many epochs (it is always written at the end, on Ctrl-C and on
-    a non-finite loss). ``meta``: JSON values stored in the checkpoint (dataset, config).
-    ``log``: where per-epoch lines go (``None`` for silence).
+    the checkpoint and the history, claimed now (see :func:`claim_output`: a folder holding
+    another run is refused unless ``overwrite=True``; two runs never share one). ``patience``:
+    stop early after that many epochs without a lower test loss. ``save_every``: also write
+    the checkpoint every that many epochs (it is always written at the end, on Ctrl-C and on a
+    non-finite loss, once this run has completed an epoch). ``meta``: JSON values stored in the
+    checkpoint (dataset, config). ``log``: where per-epoch lines go (``None`` for silence).
+    ``resumed_from``: the checkpoint this run continues (set by :meth:`resume`).
     """
 
     def __init__(
@@ -192,28 +335,54 @@ class Trainer:
         log: Callable[[str], None] | None = print,
         progress: bool | None = None,
         quiet: bool = False,
+        overwrite: bool = False,
+        resumed_from=None,
     ):
+        if not isinstance(model, Sequential) or not model.params:
+            raise ConfigError(
+                f"the trainer needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...)); "
+                f"got {type(model).__name__}" + (" with no parameters" if isinstance(model, Sequential) else "")
+            )
+        if not isinstance(optimizer, Optimizer):
+            raise ConfigError(
+                f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam()), got {type(optimizer).__name__}"
+            )
         self.model, self.optimizer = model, optimizer
         self.x_train, self.t_train, self.x_test, self.t_test = self._on_device(data)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = int(seed)
         self.loader = Loader(self.x_train, self.t_train, batch_size, shuffle=True, seed=[self.seed, 1])
-        need = 2 * _checkpoint_bytes(model, optimizer)  # the old file stays until the new one is complete
-        self.out = check_writable(out, need) if out is not None else None
-        if patience is not None and int(patience) < 1:
-            raise ConfigError(f"patience must be a positive number of epochs, got {patience!r}")
+        for name, value in (("patience", patience), ("save_every", save_every)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ConfigError(f"{name} must be a positive number of epochs, got {value!r}")
         self.patience = None if patience is None else int(patience)
-        self.save_every = save_every
+        self.save_every = None if save_every is None else int(save_every)
+        _check_lr(optimizer, model)
         self.meta = dict(meta or {})
         self.log = None if quiet else log
         self.progress, self.quiet = progress, quiet
         self.epoch = 0
         self.history = History()
-        self._good: bytes | None = None  # the last good epoch's checkpoint bytes
+        self._good: _Snapshot | None = None  # the last completed epoch, to roll back to
         self._best = (math.inf, 0)
-        # labels were validated when the data were made; skip the per-batch check (a sync)
-        if hasattr(model.loss_layer, "check_labels"):
-            self._check_data()
-            model.loss_layer.check_labels = False
+        self._overwrite = bool(overwrite)
+        self._check_data()  # labels validated once here; the steps skip the check (a sync each)
+        self.output = None
+        if out is not None:  # claimed last: every other argument was checked first
+            self.output = out if isinstance(out, Output) else claim_output(
+                out, overwrite, resumed_from, 2 * _checkpoint_bytes(model, optimizer)
+            )
+        self._first_epoch = 0  # the epoch this trainer started from: nothing at or before it is written
+
+    @property
+    def out(self) -> Path | None:
+        return None if self.output is None else self.output.folder
+
+    def close(self) -> None:
+        """Release the output folder for other runs (also done when the trainer is collected)."""
+        if self.output is not None:
+            self.output.close()
 
     # ------------------------------------------------------------------ data
     def _on_device(self, data):
@@ -221,12 +390,41 @@ class Trainer:
         if hasattr(data, "x_train"):
             dt = host_dtype(ref.dtype)
 
-            def put(a, labels=False):
-                return from_host_like(np.asarray(a, np.int64 if labels else dt), ref)
+            def put(a, what):
+                a = np.asarray(a)
+                if what.endswith("labels"):
+                    if a.dtype.kind not in "iub":
+                        raise LabelError(f"{what}: expected integer class indices, got dtype {a.dtype}")
+                    return from_host_like(a.astype(np.int64), ref)
+                if a.dtype.kind != "f":
+                    raise DTypeError(f"{what}: expected floating-point features, got dtype {a.dtype}")
+                with np.errstate(over="ignore", invalid="ignore"):
+                    cast = a.astype(dt)
+                if not np.isfinite(cast).all():
+                    bad = int((~np.isfinite(cast)).sum())
+                    why = "NaN or inf" if not np.isfinite(a).all() else f"values too large for {dt.name}"
+                    raise NonFiniteError(f"{what}: {bad} value(s) are {why} (largest finite {dt.name}: "
+                                         f"{np.finfo(dt).max:.3g}); clean or rescale the data")
+                return from_host_like(cast, ref)
 
-            return (put(data.x_train), put(data.t_train, True), put(data.x_test), put(data.t_test, True))
+            return (put(data.x_train, "training features"), put(data.t_train, "training labels"),
+                    put(data.x_test, "test features"), put(data.t_test, "test labels"))
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 4):
+            raise ConfigError("data must be a Dataset or a tuple (x_train, t_train[, x_test, t_test]) of arrays, "
+                              f"got {type(data).__name__}")
         x_train, t_train, *rest = data
-        x_test, t_test = (rest + [None, None])[:2]
+        x_test, t_test = (list(rest) + [None, None])[:2]
+        if (x_test is None) != (t_test is None):
+            raise ConfigError("x_test and t_test must be given together (or both None)")
+        for what, a in (("training features", x_train), ("training labels", t_train),
+                        ("test features", x_test), ("test labels", t_test)):
+            if a is not None:
+                if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+                    raise BackendMismatchError(
+                        f"{what}: expected an array on the model's backend and device, got {type(a).__name__}; "
+                        f"convert it first, e.g. xpnet.to_backend(numpy.asarray(...), {backend_name(ref)!r})"
+                    )
+                check_same_backend(a, ref, what)
         x_train = self.model.check_input(x_train, "training features")
         if x_test is not None:
             x_test = self.model.check_input(x_test, "test features")
@@ -236,9 +434,14 @@ class Trainer:
         n_out = self._num_outputs()
         if n_out is None:
             return
-        F.check_labels(self.t_train, n_out, self.x_train.shape[0], where="training labels")
+        pairs = [("training labels", self.t_train, self.x_train)]
         if self.x_test is not None:
-            F.check_labels(self.t_test, n_out, self.x_test.shape[0], where="test labels")
+            pairs.append(("test labels", self.t_test, self.x_test))
+        for where, t, x in pairs:
+            if n_out == 1:  # a binary model: one score per sample, targets 0 or 1
+                _check_binary_targets(t, x.shape[0], where)
+            else:
+                F.check_labels(t, n_out, x.shape[0], where=where)
 
     def _num_outputs(self):
         for layer in reversed(self.model.layers):
@@ -270,20 +473,58 @@ class Trainer:
             raise ConfigError("no checkpoint path: pass save(path) or give the trainer an out= folder")
         return ckpt.save(path, self.model, self.optimizer, self.state_meta())
 
-    def _write_good(self) -> Path | None:
-        if self.checkpoint_path is None or self._good is None:
+    def _write(self) -> Path | None:
+        """Write the checkpoint and the history of the current state into ``out``, or nothing
+        when this trainer has not completed an epoch (a run never replaces files with an
+        untrained model). The files on disk stay the previous good ones if a write fails."""
+        if self.out is None or self.epoch <= self._first_epoch:
             return None
-        return ckpt.write_atomic(self.checkpoint_path, self._good)
+        files = {
+            CHECKPOINT_NAME: ckpt.to_bytes(self.model, self.optimizer, self.state_meta()),
+            "history.json": self.history.to_json().encode(),
+            "history.csv": self.history.to_csv().encode(),
+        }
+        need = sum(len(b) for b in files.values()) + (64 << 10)
+        on_disk = f"; the files in {os.fspath(self.out)!r} are unchanged" + (
+            f" (checkpoint of epoch {self._saved_epoch})" if self._saved_epoch is not None else "")
+        try:
+            free = shutil.disk_usage(self.out).free
+            if free < need:
+                raise OutputError(f"the checkpoint of epoch {self.epoch} needs about {need} bytes, but "
+                                  f"{os.fspath(self.out)!r} has {free} free{on_disk}. Free some space and "
+                                  "resume with --resume, or choose another --out DIR")
+            for name, data in files.items():
+                ckpt.write_atomic(self.out / name, data)
+        except OSError as e:
+            if isinstance(e, OutputError):
+                raise
+            raise OutputError(f"could not write the checkpoint of epoch {self.epoch} into "
+                              f"{os.fspath(self.out)!r} ({e.strerror or e}){on_disk}. Fix that and resume "
+                              "with --resume, or choose another --out DIR") from e
+        if self._overwrite and self._saved_epoch is None:  # the replaced run's plots are not ours
+            for name in PLOT_FILES:
+                with contextlib.suppress(OSError):
+                    (self.out / name).unlink()
+        self._saved_epoch = self.epoch
+        return self.out / CHECKPOINT_NAME
+
+    _saved_epoch: int | None = None
 
     @classmethod
-    def resume(cls, path, data, backend=None, device=None, **kwargs) -> Trainer:
+    def resume(cls, path, data, backend=None, device=None, dtype=None, lr=None, weight_decay=None,
+               **kwargs) -> Trainer:
         """A trainer continuing from checkpoint ``path`` (weights, optimizer, epoch, shuffles).
 
-        ``data`` as for :class:`Trainer`; ``kwargs`` are its other options (``out``, ``log``...).
+        ``data`` as for :class:`Trainer`; ``kwargs`` are its other options (``out``, ``log``,
+        ``batch_size``...). ``dtype``, ``lr`` and ``weight_decay`` override the checkpoint's.
         """
-        model, optimizer, meta = ckpt.load(path, backend=backend, device=device)
+        model, optimizer, meta = ckpt.load(path, backend=backend, device=device, dtype=dtype)
         if optimizer is None:
             raise ConfigError(f"checkpoint {os.fspath(path)!r} has no optimizer state; it cannot be resumed")
+        if lr is not None:
+            optimizer.lr = type(optimizer)(lr=lr).lr  # validated as a new optimizer's would be
+        if weight_decay is not None:
+            optimizer.weight_decay = type(optimizer)(weight_decay=weight_decay).weight_decay
         kwargs.setdefault("batch_size", meta.get("batch_size", 64))
         kwargs.setdefault("seed", meta.get("seed", 0))
         extra = {
@@ -291,14 +532,48 @@ class Trainer:
             for k, v in meta.items()
             if k not in ("epoch", "seed", "batch_size", "loader_rng", "history", "xpnet_version", "dtype")
         }
-        kwargs["meta"] = {**extra, **kwargs.get("meta", {})}
-        trainer = cls(model, optimizer, data, **kwargs)
-        trainer.epoch = int(meta.get("epoch", 0))
+        extra["lr"] = optimizer.lr
+        kwargs["meta"] = {**extra, **kwargs.get("meta", {}), "lr": optimizer.lr}
+        trainer = cls(model, optimizer, data, resumed_from=path, **kwargs)
+        trainer.epoch = trainer._first_epoch = int(meta.get("epoch", 0))
         trainer.history.records = list(meta.get("history", []))
         if "loader_rng" in meta:
             trainer.loader.rng_state = meta["loader_rng"]
-        trainer._good = ckpt.to_bytes(model, optimizer, trainer.state_meta())
+        if trainer.out is not None and _same_file(path, trainer.checkpoint_path):
+            trainer._saved_epoch = trainer.epoch
         return trainer
+
+    # ------------------------------------------------------------------ snapshots
+    def _rng_layers(self) -> list:
+        return [layer for layer in self.model.layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+
+    def _snapshot(self) -> _Snapshot:
+        m, o = self.model, self.optimizer
+        return _Snapshot(
+            self.epoch, len(self.history.records),
+            {k: _copy(v) for k, v in m.params.items()}, {k: _copy(v) for k, v in m.state.items()},
+            o.state["step"], {s: {k: _copy(v) for k, v in o.state[s].items()} for s in o.slots},
+            copy.deepcopy(self.loader.rng_state),
+            [copy.deepcopy(layer.rng.bit_generator.state) for layer in self._rng_layers()],
+            self._best,
+        )
+
+    def _rollback(self, snap: _Snapshot) -> None:
+        """Put the model, optimizer, shuffles and history back to ``snap`` (copies: the
+        snapshot stays usable)."""
+        m, o = self.model, self.optimizer
+        for k, v in snap.params.items():
+            m.params[k] = _copy(v)
+        for k, v in snap.state.items():
+            m.state[k] = _copy(v)
+        o.state["step"] = snap.opt_step
+        for s, slot in snap.opt_slots.items():
+            o.state[s] = {k: _copy(v) for k, v in slot.items()}
+        self.loader.rng_state = copy.deepcopy(snap.loader_rng)
+        for layer, state in zip(self._rng_layers(), snap.layer_rngs):
+            layer.rng.bit_generator.state = copy.deepcopy(state)
+        del self.history.records[snap.records:]
+        self.epoch, self._best = snap.epoch, snap.best
 
     # ------------------------------------------------------------------ training
     def train_epoch(self):
@@ -322,13 +597,13 @@ class Trainer:
                 return i + 1
         return None
 
-    def _epoch_record(self, train_loss, seconds: float) -> dict:
+    def _epoch_record(self, epoch: int, train_loss, seconds: float) -> dict:
         values = [train_loss, *evaluate(self.model, self.x_train, self.t_train)[1:]]
         if self.x_test is not None:
             values += list(evaluate(self.model, self.x_test, self.t_test))
         xp = namespace(train_loss)
         host = to_numpy(xp.stack([xp.astype(v, train_loss.dtype) for v in values]))  # the one sync
-        rec = {"epoch": self.epoch, "train_loss": float(host[0]), "train_acc": float(host[1])}
+        rec = {"epoch": epoch, "train_loss": float(host[0]), "train_acc": float(host[1])}
         if self.x_test is not None:
             rec.update(test_loss=float(host[2]), test_acc=float(host[3]))
         rec["seconds"] = round(seconds, 4)
@@ -344,91 +619,159 @@ class Trainer:
             s += f"  test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}"
         return s + f"  ({rec['seconds']:.2f} s)"
 
+    def _check_room(self, epochs: int) -> None:
+        """Refuse now a run whose checkpoints and history will not fit on the disk."""
+        if self.out is None:
+            return
+        need = 2 * _checkpoint_bytes(self.model, self.optimizer) + 3 * HISTORY_BYTES_PER_EPOCH * epochs
+        check_writable(self.out, need)
+
     def fit(self, epochs: int) -> History:
-        """Train until ``epochs`` epochs in all have run (counting those before a resume)."""
+        """Train until ``epochs`` epochs in all have run (counting those before a resume).
+
+        Returns the :class:`History`. A NaN or inf loss raises NonFiniteError after rolling the
+        model back to the last completed epoch (and writing it, if this run completed one);
+        Ctrl-C does the same rollback and returns with ``history.stopped == "interrupted"``.
+        """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
         epochs = int(epochs)
-        if self._good is None:
-            self._good = ckpt.to_bytes(self.model, self.optimizer, self.state_meta())
+        if epochs <= self.epoch:
+            raise ConfigError(f"epochs is the total number of epochs: {epochs} were asked for, but "
+                              f"{self.epoch} have already run; ask for more than {self.epoch}")
+        self._check_room(epochs)
+        if self._good is None or self._good.epoch != self.epoch:  # else keep the state verified at that epoch
+            self._good = self._snapshot()
         bar = _progress_bar(epochs, self.epoch, self.progress, self.quiet)
         emit = (bar.write if bar is not None else self.log) if self.log else None
-        self.history.stopped = "completed"
+        self.history.stopped = "running"
         try:
-            while self.epoch < epochs:
-                t0 = time.perf_counter()
-                mean_loss = self.train_epoch()
-                self.epoch += 1
-                rec = self._epoch_record(mean_loss, time.perf_counter() - t0)
-                bad = [k for k in ("train_loss", "test_loss") if k in rec and not math.isfinite(rec[k])]
-                if bad:
-                    self.epoch -= 1
-                    saved = self._write_good()
-                    where = f"; the last good checkpoint (epoch {self.epoch}) is in {saved}" if saved else ""
-                    step = self._first_bad_step()
-                    at = f", step {step} of {len(self.loader)}" if step else ""
-                    raise NonFiniteError(
-                        f"the {bad[0].replace('_', ' ')} became {rec[bad[0]]} "
-                        f"in epoch {self.epoch + 1}{at}{where}. "
-                        f"Lower the learning rate (now {self.optimizer.lr}) or check the inputs."
-                    )
-                self.history.records.append(rec)
-                self._good = ckpt.to_bytes(self.model, self.optimizer, self.state_meta())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{rec['train_loss']:.4f}", acc=f"{rec.get('test_acc', rec['train_acc']):.4f}"
-                    )
-                if emit:
-                    emit(self._line(rec, epochs))
-                if self.save_every and self.epoch % int(self.save_every) == 0:
-                    self._write_good()
-                if self.patience is not None and "test_loss" in rec:
-                    if rec["test_loss"] < self._best[0]:
-                        self._best = (rec["test_loss"], self.epoch)
-                    elif self.epoch - self._best[1] >= self.patience:
-                        self.history.stopped = "early"
-                        if emit:
-                            emit(
-                                f"early stop: no lower test loss for {self.patience} epochs "
-                                f"(best {self._best[0]:.4f} at epoch {self._best[1]})"
-                            )
-                        break
+            # a diverging run overflows on the way; the loss check below names it, once
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                while self.epoch < epochs:
+                    t0 = time.perf_counter()
+                    mean_loss = self.train_epoch()
+                    rec = self._epoch_record(self.epoch + 1, mean_loss, time.perf_counter() - t0)
+                    bad = [k for k in ("train_loss", "test_loss") if k in rec and not math.isfinite(rec[k])]
+                    if bad:
+                        self._diverged(rec, bad[0])
+                    self.history.records.append(rec)
+                    self.epoch = rec["epoch"]
+                    self._good = self._snapshot()
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(
+                            loss=f"{rec['train_loss']:.4f}", acc=f"{rec.get('test_acc', rec['train_acc']):.4f}"
+                        )
+                    if emit:
+                        emit(self._line(rec, epochs))
+                    if self.save_every and self.epoch % self.save_every == 0:
+                        self._write()
+                    if self.patience is not None and "test_loss" in rec:
+                        if rec["test_loss"] < self._best[0]:
+                            self._best = (rec["test_loss"], self.epoch)
+                        elif self.epoch - self._best[1] >= self.patience:
+                            self.history.stopped = "early"
+                            if emit:
+                                emit(
+                                    f"early stop: no lower test loss for {self.patience} epochs "
+                                    f"(best {self._best[0]:.4f} at epoch {self._best[1]})"
+                                )
+                            break
         except KeyboardInterrupt:
+            self._rollback(self._good)
             self.history.stopped = "interrupted"
-            saved = self._write_good()
+            saved = self._write()
             self.history.checkpoint = None if saved is None else os.fspath(saved)
             if self.log:
-                msg = f"interrupted: stopped after {self.epoch} complete epoch(s)"
-                if saved is not None:
-                    msg += f"; checkpoint saved to {saved} (resume with --resume {saved})"
-                self.log(msg)
+                self.log(self._interrupted_line(saved))
             return self.history
         finally:
             if bar is not None:
                 bar.close()
-        saved = self._write_good()
+        if self.history.stopped == "running":
+            self.history.stopped = "completed"
+        saved = self._write()
         self.history.checkpoint = None if saved is None else os.fspath(saved)
-        if self.out is not None:
-            self.history.save(self.out)
         return self.history
+
+    def _interrupted_line(self, saved) -> str:
+        msg = f"interrupted: stopped after epoch {self.epoch}"
+        if saved is not None:
+            return msg + f"; checkpoint saved to {saved} (resume with --resume {saved})"
+        if self.out is None:
+            return msg + " (no output folder: nothing written)"
+        return msg + f", the first of this run had not completed; nothing was written to {os.fspath(self.out)!r}"
+
+    def _diverged(self, rec: dict, column: str) -> None:
+        step = self._first_bad_step()
+        self._rollback(self._good)
+        self.history.stopped = "diverged"
+        saved = self._write()
+        if saved is not None:
+            where = f"; the last good checkpoint (epoch {self.epoch}) is in {saved}"
+        elif self._saved_epoch is not None:
+            where = f"; the last good checkpoint (epoch {self._saved_epoch}) is in {self.checkpoint_path}"
+        else:
+            where = "; no epoch of this run completed, so nothing was written"
+        at = f", step {step} of {len(self.loader)}" if step else ""
+        raise NonFiniteError(
+            f"the {column.replace('_', ' ')} became {rec[column]} in epoch {rec['epoch']}{at}{where}. "
+            f"The model is back at epoch {self.epoch}. Lower the learning rate (now {self.optimizer.lr}) "
+            "or check the inputs."
+        )
+
+
+def _check_binary_targets(t, n: int, where: str) -> None:
+    """0/1 targets for a one-output (sigmoid) model: shape (N,) or (N, 1), integers 0 or 1 or
+    floats in [0, 1]. Reads them back once (done once per dataset)."""
+    if t.ndim == 0 or t.shape[0] != n:
+        raise LabelError(f"{where}: {t.shape[0] if t.ndim else 'a scalar of'} labels given for {n} samples; "
+                         "expected one per sample")
+    host = to_numpy(t)
+    if host.ndim == 2 and host.shape[1] == 1:
+        host = host[:, 0]
+    if host.ndim != 1 or host.dtype.kind not in "iuf":
+        raise LabelError(f"{where}: a one-output model takes targets 0/1 of shape (N,) or (N, 1) (integer or "
+                         f"float); got shape {tuple(t.shape)}, dtype {host.dtype}")
+    ok = np.isin(host, (0, 1)) if host.dtype.kind in "iu" else (host >= 0) & (host <= 1)
+    if not ok.all():
+        bad = host[~ok][0]
+        raise LabelError(f"{where}: a one-output model takes targets in {{0, 1}} (or probabilities in [0, 1]); "
+                         f"got {bad!r}")
+
+
+def _check_lr(optimizer: Optimizer, model: Sequential) -> None:
+    """Refuse a learning rate too small to change any weight of the model's dtype (an exact no-op)."""
+    dt = host_dtype(model.dtype)
+    floor = 1e-3 * float(np.finfo(dt).eps)
+    if optimizer.lr < floor:
+        raise ConfigError(
+            f"learning rate {optimizer.lr:g} is too small for {dt.name} weights: lr * gradient is below the "
+            f"rounding step of every weight larger than 1e-3, so training would change nothing; use a "
+            f"learning rate of at least {floor:.1e}"
+        )
 
 
 # ---------------------------------------------------------------------- one call
+# What a checkpoint fixes for good: a resumed run may not change it (a message says so).
+FIXED_ON_RESUME = ("dataset", "hidden", "activation", "optimizer", "scale", "seed")
+
+
 def build(
-    dataset: str = DEFAULTS["dataset"],
-    hidden=DEFAULTS["hidden"],
-    activation: str = DEFAULTS["activation"],
-    optimizer: str = DEFAULTS["optimizer"],
+    dataset: str | None = None,
+    hidden=None,
+    activation: str | None = None,
+    optimizer: str | None = None,
     lr: float | None = None,
-    batch_size: int = DEFAULTS["batch_size"],
-    seed: int = DEFAULTS["seed"],
+    batch_size: int | None = None,
+    seed: int | None = None,
     backend=None,
     device: str | None = None,
     dtype: str | None = None,
     out=None,
-    scale: str = DEFAULTS["scale"],
-    weight_decay: float = DEFAULTS["weight_decay"],
+    scale: str | None = None,
+    weight_decay: float | None = None,
     patience: int | None = None,
     data_dir=None,
     resume=None,
@@ -436,11 +779,39 @@ def build(
 ) -> Trainer:
     """A :class:`Trainer` for an MLP on a named dataset (what ``xpnet train`` runs).
 
-    ``lr`` defaults to 0.002 for Adam and 0.1 for the SGD family. With ``resume`` (a
-    checkpoint path) the model, optimizer and shuffle state come from the file.
+    Options left as None take :data:`DEFAULTS`; ``lr`` defaults to 0.002 for Adam and 0.1
+    for the SGD family. With ``resume`` (a checkpoint path) the model, optimizer and
+    shuffle state come from the file: ``lr``, ``weight_decay``, ``batch_size``, ``dtype``,
+    ``backend`` and ``device`` given with it are honoured; ``dataset``, ``hidden``,
+    ``activation``, ``optimizer``, ``scale`` and ``seed`` are fixed by the checkpoint, and
+    giving a different value is a :class:`~xpnet.errors.ConfigError`.
     """
     from . import datasets
 
+    given = {"dataset": dataset, "hidden": hidden, "activation": activation, "optimizer": optimizer,
+             "scale": scale, "seed": seed}
+    if resume is not None:
+        saved = ckpt.describe_file(resume)
+        fixed = _fixed_by_checkpoint(saved)
+        for name, value in given.items():
+            if value is None:
+                continue
+            if name == "hidden":
+                value = _hidden_list(value)
+            elif isinstance(value, str):
+                value = value.lower()
+            if name not in fixed or value != fixed[name]:
+                was = f" (it was trained with {fixed[name]!r})" if name in fixed else ""
+                raise ConfigError(
+                    f"{name}={value!r} cannot be changed when resuming {os.fspath(resume)!r}{was}: the checkpoint "
+                    f"fixes it. Leave it out to continue, or start a new run without --resume"
+                )
+        given = {**given, **{k: v for k, v in fixed.items() if given.get(k) is None}}
+    dataset = given["dataset"] or DEFAULTS["dataset"]
+    scale = given["scale"] or DEFAULTS["scale"]
+    seed = DEFAULTS["seed"] if given["seed"] is None else given["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     data = datasets.load(dataset, scale=scale, seed=seed, data_dir=data_dir)
     meta = {
         "dataset": data.name,
@@ -450,9 +821,14 @@ def build(
         "num_classes": data.num_classes,
     }
     opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
+    if batch_size is not None:
+        opts["batch_size"] = batch_size
     if resume is not None:
-        return Trainer.resume(resume, data, backend=backend, device=device, **opts)
-    hidden = [int(h) for h in (hidden if isinstance(hidden, (list, tuple)) else [hidden])]
+        return Trainer.resume(resume, data, backend=backend, device=device, dtype=dtype, lr=lr,
+                              weight_decay=weight_decay, **opts)
+    hidden = _hidden_list(DEFAULTS["hidden"] if hidden is None else hidden)
+    activation = DEFAULTS["activation"] if activation is None else activation
+    optimizer = DEFAULTS["optimizer"] if optimizer is None else optimizer
     model = mlp(
         [data.num_features, *hidden, data.num_classes],
         activation,
@@ -463,11 +839,35 @@ def build(
     )
     if lr is None:
         lr = DEFAULTS["lr"] if str(optimizer).lower() == "adam" else 0.1
-    opt = get_optimizer(optimizer, lr, weight_decay=weight_decay)
+    opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay)
     meta.update(
-        hidden=hidden, activation=str(activation).lower(), optimizer=str(optimizer).lower(), lr=float(lr)
+        hidden=hidden, activation=str(activation).lower(), optimizer=str(optimizer).lower(), lr=float(lr),
+        scale=scale,
     )
-    return Trainer(model, opt, data, batch_size=batch_size, seed=seed, **opts)
+    opts.setdefault("batch_size", DEFAULTS["batch_size"])
+    return Trainer(model, opt, data, seed=seed, **opts)
+
+
+def _hidden_list(hidden) -> list:
+    sizes = list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
+    for h in sizes:
+        if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+            raise ConfigError(f"hidden layer sizes must be positive integers, got {hidden!r}")
+    return [int(h) for h in sizes]
+
+
+def _fixed_by_checkpoint(desc: dict) -> dict:
+    """The run settings a checkpoint fixes (from its meta and its layer list)."""
+    meta = desc.get("meta") or {}
+    fixed = {k: meta[k] for k in ("dataset", "activation", "optimizer", "seed") if k in meta}
+    if "hidden" in meta:
+        fixed["hidden"] = list(meta["hidden"])
+    kind = (meta.get("scaler") or {}).get("kind")
+    if meta.get("scale") or kind in ("minmax", "standard"):
+        fixed["scale"] = meta.get("scale") or kind
+    if desc.get("optimizer"):
+        fixed["optimizer"] = desc["optimizer"]["name"]
+    return fixed
 
 
 def fit(dataset: str = DEFAULTS["dataset"], epochs: int = DEFAULTS["epochs"], **options) -> History:
