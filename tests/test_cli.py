@@ -2,12 +2,15 @@
 
 import json
 import os
-import subprocess
+import select
 import sys
+import time
 import types
 
 import numpy as np
 import pytest
+from procs import child
+from procs import run as run_process
 
 from xpnet import checkpoint as C
 from xpnet import cli
@@ -143,14 +146,12 @@ def test_import_pulls_in_no_optional_package():
         "xpnet.data; bad = [m for m in ('torch', 'jax', 'cupy', 'matplotlib', 'tqdm', 'dask') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_process([sys.executable, "-c", code], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_console_script_version():
-    done = subprocess.run(
-        [sys.executable, "-m", "xpnet.cli", "--version"], capture_output=True, text=True, timeout=60
-    )
+    done = run_process([sys.executable, "-m", "xpnet.cli", "--version"], timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("xpnet ")
 
 
@@ -165,24 +166,28 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     argv = [sys.executable, "-m", "xpnet", "train", "--dataset", "iris", "--epochs", "3", "--no-plot"]
     master, slave = pty.openpty()  # no os.fork here: jax, loaded by other tests, warns about it
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # an 80x24 terminal
-    child = subprocess.Popen([*argv, "--out", str(tmp_path / "tty")], stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
     chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    status = child.wait(timeout=120)
+    with child([*argv, "--out", str(tmp_path / "tty")], stdin=slave, stdout=slave, stderr=slave) as proc:
+        os.close(slave)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        status = proc.wait(timeout=60)
     screen = b"".join(chunks).decode(errors="replace")
     assert status == 0, screen
     assert "epoch/s" in screen or "s/epoch" in screen, screen  # tqdm's rate, with unit "epoch"
     assert "final test accuracy" in screen
-    piped = subprocess.run([*argv, "--out", str(tmp_path / "pipe")], capture_output=True, text=True)
+    piped = run_process([*argv, "--out", str(tmp_path / "pipe")], timeout=120)
     assert piped.returncode == 0
     assert "epoch/s" not in piped.stderr + piped.stdout and "s/epoch" not in piped.stderr + piped.stdout
     assert "epoch 3/3" in piped.stdout

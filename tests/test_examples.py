@@ -1,12 +1,12 @@
 """Every example runs as a script (small settings through argv and environment variables)."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import run
 
 from xpnet.datasets import idx
 
@@ -15,13 +15,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def run_example(name, *args, env=None, timeout=120):
     full_env = {**os.environ, **(env or {})}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    done = run([sys.executable, str(EXAMPLES / name), *map(str, args)], timeout=timeout, env=full_env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

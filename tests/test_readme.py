@@ -1,11 +1,11 @@
 """The README's code runs as written and its promises match the code."""
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from procs import run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -14,7 +14,7 @@ def test_readme_training_example_runs_and_learns(tmp_path):
     code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     script = tmp_path / "readme_example.py"
     script.write_text(code)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    out = run([sys.executable, str(script)], timeout=300)
     assert out.returncode == 0, out.stderr
     accuracy = float(out.stdout.split()[-1])
     assert accuracy > 0.95
