@@ -391,3 +391,27 @@ def test_an_epochs_bookkeeping_does_not_serialise_the_checkpoint(tmp_path, monke
     calls.clear()
     T.build("iris", hidden=(4,), log=None).fit(60)  # no output folder: nothing serialised at all
     assert calls == []
+
+
+def test_a_plot_that_cannot_be_written_is_a_note_after_the_saved_run(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install 'xpnet[plot]')")
+    from xpnet import plots
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(plots, "write_atomic", full)
+    code = cli.main(["train", "--dataset", "iris", "--epochs", "1", "--quiet", "--out", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 0 and "no plot drawn" in err and "No space left" in err and "Traceback" not in err
+    assert C.load(tmp_path / "checkpoint.npz")[2]["epoch"] == 1
+
+
+def test_decision_regions_of_a_binary_model_use_the_sign_of_its_score():
+    from xpnet.plots import decision_regions
+
+    model = X.mlp([2, 1], loss="sigmoid", seed=0, dtype="float64")
+    model.params["W1"][...] = np.array([[1.0], [0.0]])
+    model.params["b1"][...] = 0.0
+    xx, _, classes = decision_regions(model, np.array([[-1.0, -1.0], [1.0, 1.0]]), resolution=11)
+    assert np.array_equal(classes, (xx > 0).astype(np.int64))

@@ -277,8 +277,8 @@ def _run_training(args, trainer, t0: float) -> int:
                         )
                     )
                 )
-        except PlotUnavailableError as e:
-            print(f"xpnet: note: no plot drawn: {e}", file=sys.stderr)
+        except (PlotUnavailableError, OSError) as e:  # the checkpoint and history are written already
+            print(f"xpnet train: note: no plot drawn: {e}", file=sys.stderr)
     acc = last.get("test_acc", last.get("train_acc"))
     which = "test" if "test_acc" in last else "train"
     _say(

@@ -71,7 +71,8 @@ def decision_regions(model, x, resolution: int = 200, margin: float = 0.1):
     ref = next(iter(model.params.values()))
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(host_dtype(ref.dtype))
     scores = to_numpy(model.predict(from_host_like(grid, ref), train=False))
-    return xx, yy, scores.argmax(axis=1).reshape(xx.shape)
+    classes = (scores[:, 0] > 0) if scores.shape[1] == 1 else scores.argmax(axis=1)  # one column: a binary logit
+    return xx, yy, classes.astype(np.int64).reshape(xx.shape)
 
 
 def plot_decision_regions(model, x, t, path, title: str | None = None, resolution: int = 200) -> Path:
