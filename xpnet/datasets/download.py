@@ -87,6 +87,20 @@ def default_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "xpnet"
 
 
+def data_folder(data_dir=None) -> Path:
+    """The folder ``data_dir`` (or the default one), refused when it names a file or nothing."""
+    if data_dir is not None and not os.fspath(data_dir).strip():
+        raise DataError(f"the data folder is an empty string; pass a folder path, or leave it out for {default_dir()}")
+    folder = Path(data_dir).expanduser() if data_dir is not None else default_dir()
+    if folder.exists() and not folder.is_dir():
+        source = "--data-dir / data_dir" if data_dir is not None else f"${ENV_DIR}"
+        raise DataError(
+            f"the data folder {os.fspath(folder)!r} ({source}) is a file; expected a folder that holds the "
+            f"MNIST IDX files or can cache the downloads (e.g. {os.fspath(folder.parent)!r})"
+        )
+    return folder
+
+
 def _find_local(folder: Path, variant: str, filename: str) -> Path | None:
     for base in (folder, folder / variant):
         for name in (filename, filename.removesuffix(".gz")):
@@ -154,7 +168,7 @@ def fetch(
 
     ``mirrors`` (base URLs) and ``sha256`` default to the known ones for ``variant``.
     """
-    folder = Path(data_dir).expanduser() if data_dir is not None else default_dir()
+    folder = data_folder(data_dir)
     found = _find_local(folder, variant, filename)
     if found is not None:
         return found
@@ -193,10 +207,26 @@ def load_arrays(
         path = fetch(filename, variant, data_dir, download, mirrors, sha)
         out[key] = idx.read(path)
     for part in ("train", "test"):
-        n_img, n_lab = out[f"{part}_images"].shape[0], out[f"{part}_labels"].shape[0]
-        if n_img != n_lab or out[f"{part}_labels"].ndim != 1:
+        images, labels = out[f"{part}_images"], out[f"{part}_labels"]
+        if images.ndim != 3 or images.shape[0] == 0:
             raise DataError(
-                f"{variant} {part} files disagree: {n_img} images but labels of shape "
-                f"{out[f'{part}_labels'].shape}"
+                f"{variant} {FILES[part + '_images']} holds an array of shape {images.shape}; "
+                f"expected a non-empty stack of images (N, rows, columns)"
             )
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise DataError(
+                f"{variant} {part} files disagree: {images.shape[0]} images but labels of shape "
+                f"{labels.shape}; expected one label per image (shape ({images.shape[0]},))"
+            )
+        if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= 10:
+            raise DataError(
+                f"{variant} {FILES[part + '_labels']} holds {labels.dtype} labels from {labels.min()} to "
+                f"{labels.max()}; expected integer classes 0..9"
+            )
+    a, b = out["train_images"].shape[1:], out["test_images"].shape[1:]
+    if a != b:
+        raise DataError(
+            f"{variant} train and test images differ in size: {a[0]}x{a[1]} (train) vs {b[0]}x{b[1]} (test); "
+            f"the four files must come from the same dataset"
+        )
     return out
