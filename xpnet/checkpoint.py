@@ -221,8 +221,8 @@ def read(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{where!r} is empty (0 bytes); expected an xpnet checkpoint ({WRITTEN_BY})")
     if data[:4] not in ZIP_MAGIC:
         raise CheckpointError(
-            f"{where!r} is not a zip/.npz file (it starts with {data[:16]!r}); an xpnet checkpoint is "
-            f"the .npz file that xpnet train or xpnet.checkpoint.save writes"
+            f"{where!r} is not an xpnet checkpoint: it is not a zip/.npz file (it starts with "
+            f"{data[:16]!r}); checkpoints are the .npz files that xpnet train and xpnet.checkpoint.save write"
         )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:

@@ -357,6 +357,8 @@ def _dataset(args, meta, name: str | None):
 
 
 def cmd_eval(args) -> int:
+    import numpy as np
+
     from .backend import from_host_like, host_dtype, to_numpy
     from .train import evaluate
 
@@ -365,7 +367,8 @@ def cmd_eval(args) -> int:
     ref = next(iter(model.params.values()))
     x = from_host_like(data.x_test.astype(host_dtype(ref.dtype)), ref)
     t = from_host_like(data.t_test.astype("int64"), ref)
-    loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))
+    with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
+        loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))
     if not math.isfinite(loss):
         raise NonFiniteError(
             f"the test loss of checkpoint {args.checkpoint!r} on {data.name} is {loss}: its weights hold "
@@ -479,7 +482,8 @@ def cmd_predict(args) -> int:
             raise ConfigError("no INPUT file given and the checkpoint names no dataset; pass INPUT")
         data = _dataset(args, meta, None)
         x, truth = data.x_test[: args.limit].astype(host_dtype(ref.dtype)), data.t_test[: args.limit]
-    scores = to_numpy(model.predict(from_host_like(x, ref), train=False)).astype(np.float64)
+    with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
+        scores = to_numpy(model.predict(from_host_like(x, ref), train=False)).astype(np.float64)
     bad = ~np.isfinite(scores).all(axis=1)
     if bad.any():
         raise NonFiniteError(
