@@ -17,9 +17,10 @@ import xpnet
 from xpnet import backend as B
 from xpnet import checkpoint as C
 from xpnet import cli, datasets
+from xpnet.data import Loader
 from xpnet.datasets import Scaler, idx
 from xpnet.datasets import download as M
-from xpnet.errors import BackendError, CheckpointError, DataError, ShapeError
+from xpnet.errors import BackendError, CheckpointError, ConfigError, DataError, ShapeError
 
 
 def run(argv, capsys):
@@ -224,7 +225,9 @@ TAMPERED = [  # id, edit(desc, arrays), words of the message
     ("dropout-ratio-one", lambda d, a: _layer(d, "Dropout")["config"].__setitem__("ratio", 1.0),
      [".config.ratio is 1.0"]),
     ("dropout-rng-state", lambda d, a: _layer(d, "Dropout").__setitem__("rng_state", {"state": 1}),
-     ["rng_state is not the state of a NumPy PCG64 generator"]),
+     ["rng_state is {'state': 1} (a dict)", "NumPy generator state naming one of PCG64"]),
+    ("dropout-rng-state-values", lambda d, a: _layer(d, "Dropout")["rng_state"].__setitem__("state", "x"),
+     ["rng_state is not the state of a NumPy PCG64"]),
     ("repeat-n-negative", lambda d, a: d["layers"].append({"type": "Repeat", "config": {"n": -1}, "params": {}}),
      [".config.n is -1 (a int)", "integer >= 1"]),
     ("batchnorm-without-params", lambda d, a: _layer(d, "BatchNormalization").pop("params"), ["lacks ['params']"]),
@@ -567,7 +570,9 @@ def test_last_resort_guard_prints_a_sentence_and_debug_shows_the_traceback(monke
     )
     monkeypatch.setitem(cli.COMMANDS, "info", lambda args: (_ for _ in ()).throw(MemoryError("12 GiB")))
     code, _, err = run(["info"], capsys)
-    assert code == cli.EXIT_ERROR and err.strip() == "xpnet info: error: MemoryError: 12 GiB"
+    assert code == cli.EXIT_ERROR and err.strip() == (
+        "xpnet info: error: out of memory (12 GiB); use a smaller model, batch or dataset"
+    )
     monkeypatch.setitem(cli.COMMANDS, "info", broken)
     monkeypatch.setenv("XPNET_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
@@ -581,3 +586,58 @@ def test_info_survives_nonsense_in_the_environment(monkeypatch, capsys):
     assert code == 0 and "numpy" in out
     code, out, _ = run(["info", "--json"], capsys)
     assert code == 0 and json.loads(out)["XPNET_BACKEND"] == "\udcffnonsense"
+
+
+# ---------------------------------------------------------------------- more of the same classes
+def test_save_refuses_what_read_would_refuse(tmp_path):
+    model = xpnet.mlp([4, 3], seed=0, backend="numpy")
+    with pytest.raises(ConfigError, match="meta must be a dict"):
+        C.save(tmp_path / "a.npz", model, meta=["iris"])
+    loop = {}
+    loop["self"] = loop
+    with pytest.raises(ConfigError, match="JSON values"):
+        C.save(tmp_path / "b.npz", model, meta=loop)
+
+    class Scale(xpnet.ReLU):
+        pass
+
+    odd = xpnet.Sequential([*model.layers, Scale()], model.loss_layer)
+    with pytest.raises(CheckpointError, match="cannot save layer Scale"):
+        C.save(tmp_path / "c.npz", odd)
+    assert not any(tmp_path.iterdir())
+    tally("hostile inputs", 3)
+
+
+@pytest.mark.parametrize("bit_generator", C.BIT_GENERATORS)
+def test_dropout_with_any_bit_generator_round_trips(tmp_path, bit_generator):
+    """MT19937, Philox and SFC64 keep arrays in their state; saving them used to fail."""
+    be = B.resolve("numpy", dtype="float64")
+    model = xpnet.mlp([4, 6, 3], seed=1, backend=be, dropout=0.3)
+    drop = next(layer for layer in model.layers if isinstance(layer, xpnet.Dropout))
+    drop.rng = np.random.Generator(getattr(np.random, bit_generator)(7))
+    C.save(tmp_path / "c.npz", model)
+    m2, _, _ = C.load(tmp_path / "c.npz")
+    x = np.random.default_rng(0).random((5, 4))
+    assert np.array_equal(m2.predict(x, train=True), model.predict(x, train=True))
+
+
+def test_seeds_and_generator_states_are_checked_in_the_api(be):
+    x, t = be.asarray(np.ones((6, 4))), be.asarray(np.zeros(6, np.int64))
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        Loader(x, t, batch_size=2, seed=-1)
+    loader = Loader(x, t, batch_size=2, seed=[3, 1])
+    with pytest.raises(ConfigError, match="pass what loader.rng_state returned"):
+        loader.rng_state = {"bit_generator": "PCG64", "state": "abc"}
+    with pytest.raises(ShapeError, match="need a sample axis"):
+        Loader(be.asarray(np.float64(1.0)), be.asarray(np.int64(0)), batch_size=1)
+    tally("hostile inputs", 3)
+
+
+def test_dataset_arguments_are_checked():
+    with pytest.raises(ConfigError, match="spiral seed must be an integer >= 0, got -1"):
+        datasets.load("spiral", seed=-1)
+    with pytest.raises(ConfigError, match="test_fraction"):
+        datasets.stratified_split([0, 1, 0, 1], "half")
+    with pytest.raises(DataError, match="no mirrors were given"):
+        M.fetch("x.gz", "cifar", data_dir=os.devnull + "-absent")
+    tally("hostile inputs", 3)

@@ -145,10 +145,20 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
     """The JSON description stored in a checkpoint."""
     from . import __version__
 
+    if meta is not None and not isinstance(meta, dict):
+        raise ConfigError(f"checkpoint meta must be a dict of JSON values, got {type(meta).__name__}")
     layers = model.describe()
+    for entry in layers:
+        if entry["type"] not in _LAYERS:
+            raise CheckpointError(f"cannot save layer {entry['type']}: only {', '.join(_LAYERS)} are known")
+    if type(model.loss_layer).__name__ not in _LOSSES:
+        raise CheckpointError(
+            f"cannot save loss {type(model.loss_layer).__name__}: only {', '.join(_LOSSES)} are known"
+        )
     for entry, layer in zip(layers, model.layers, strict=False):
         if isinstance(getattr(layer, "rng", None), np.random.Generator):
-            entry["rng_state"] = layer.rng.bit_generator.state
+            # MT19937, Philox and SFC64 keep NumPy arrays in their state: store them as lists
+            entry["rng_state"] = json.loads(json.dumps(layer.rng.bit_generator.state, default=lambda a: a.tolist()))
     ref = next(iter(model.params.values()), None)
     desc = {
         "format": FORMAT,
@@ -185,7 +195,7 @@ def to_bytes(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
                 arrays[f"opt/{slot}/{k}"] = to_numpy(v)
     try:
         text = json.dumps(desc, allow_nan=True)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # ValueError: a circular reference
         raise ConfigError(
             f"checkpoint meta must hold JSON values only (numbers, strings, lists, dicts): {e}"
         ) from e
@@ -379,11 +389,23 @@ _HYPER = {
 }
 
 
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _generator(state: dict) -> np.random.Generator:
+    """A NumPy generator restored from its bit generator's ``state`` dict."""
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    rng.bit_generator.state = state
+    return rng
+
+
 def _rng_state(v, path):
+    if not isinstance(v, dict) or v.get("bit_generator") not in BIT_GENERATORS:
+        _fail(path, f"a NumPy generator state naming one of {', '.join(BIT_GENERATORS)}", v)
     try:
-        np.random.PCG64().state = v  # what Dropout's generator will be given
+        _generator(v)
     except (TypeError, ValueError, KeyError) as e:
-        raise _Invalid(f"{path} is not the state of a NumPy PCG64 generator ({type(e).__name__}: {e})") from None
+        raise _Invalid(f"{path} is not the state of a NumPy {v['bit_generator']} ({type(e).__name__}: {e})") from None
 
 
 def _layer(entry, path):
@@ -504,10 +526,7 @@ def _build_layer(entry: dict, p: dict, s: dict):
     if cls is L.Repeat:
         return L.Repeat(cfg["n"])
     if cls is L.Dropout:
-        layer = L.Dropout(cfg["ratio"])
-        if "rng_state" in entry:
-            layer.rng.bit_generator.state = entry["rng_state"]
-        return layer
+        return L.Dropout(cfg["ratio"], _generator(entry["rng_state"]) if "rng_state" in entry else None)
     if cls is L.BatchNormalization:
         return L.BatchNormalization(
             p["gamma"], p["beta"], cfg["momentum"], s["running_mean"], s["running_var"], cfg["eps"]

@@ -608,8 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the last resort: a sentence, not a traceback (XPNET_DEBUG=1 shows it)
         if os.environ.get("XPNET_DEBUG") == "1":
             raise
-        if isinstance(e, (MemoryError, OSError)):  # the machine's limits, not a bug
-            print(f"xpnet {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        if isinstance(e, MemoryError):  # the machine's limits, not a bug
+            print(f"xpnet {args.command}: error: out of memory ({e}); use a smaller model, batch or "
+                  f"dataset", file=sys.stderr)
+        elif isinstance(e, OSError):
+            print(f"xpnet {args.command}: error: {e}", file=sys.stderr)
         else:
             print(
                 f"xpnet {args.command}: internal error: {type(e).__name__}: {e} (please report; "

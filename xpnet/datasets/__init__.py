@@ -117,7 +117,7 @@ def stratified_split(labels, test_fraction: float = TEST_FRACTION, seed: int = S
     For each class (in label order) its indices are shuffled with one seeded generator and
     ``round(n_class * test_fraction)`` of them go to the test part. Both index arrays are sorted.
     """
-    if not 0.0 < float(test_fraction) < 1.0:
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
         raise ConfigError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -228,6 +228,8 @@ def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float 
     ``4 j + 4 r + noise * N(0, 1)``, at ``(r sin(angle), r cos(angle))``. Returns host
     arrays ``x`` (float64, shape (classes * points, 2)) and integer labels ``t``.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"spiral seed must be an integer >= 0, got {seed!r}")
     if points_per_class < 1 or num_classes < 1:
         raise ConfigError(
             f"spiral needs at least one class and one point per class, got "

@@ -177,7 +177,7 @@ def fetch(
             f"{variant} file {filename} not found in {folder} (or {folder / variant}); "
             f"put a copy there, point --data-dir / ${ENV_DIR} at one, or allow the download"
         )
-    mirrors = list(mirrors if mirrors is not None else MIRRORS[variant])
+    mirrors = list(mirrors if mirrors is not None else MIRRORS.get(variant, []))
     if sha256 is None:
         sha256 = SHA256.get(variant, {}).get(filename)
     dest = folder / variant / filename
