@@ -489,6 +489,21 @@ def test_bad_meta_is_named_by_eval_and_predict(iris, tmp_path, capsys, change, c
         refused(argv[cmd], capsys, cli.EXIT_ERROR, *words)
 
 
+def test_a_model_without_weights_is_refused_by_eval_and_predict(iris, tmp_path, capsys):
+    path = str(tmp_path / "relu.npz")
+    C.save(path, xpnet.Sequential([xpnet.ReLU()]), meta=C.describe_file(iris)["meta"])
+    assert C.describe_file(path)["dtype"] is None
+    for argv in (["eval", path], ["predict", path]):
+        refused(argv, capsys, cli.EXIT_ERROR, "a model without weight matrices")
+
+
+@pytest.mark.parametrize("loss", ["SigmoidWithLoss", "MeanSquaredError"])
+def test_eval_and_predict_need_a_softmax_classifier(iris, tmp_path, capsys, loss):
+    path = str(edited(iris, tmp_path / "l.npz", _set(["loss"], loss)))
+    for argv in (["eval", path], ["predict", path, "--limit", "2"]):
+        refused(argv, capsys, cli.EXIT_ERROR, f"trained with {loss}", "SoftmaxWithLoss classifier")
+
+
 def test_eval_with_dataset_works_when_the_meta_names_an_unknown_one(iris, tmp_path, capsys):
     path = edited(iris, tmp_path / "m.npz", _set(["meta", "dataset"], "cifar"))
     code, out, _ = run(["eval", str(path), "--dataset", "iris", "--json"], capsys)

@@ -298,6 +298,7 @@ def _load_for_use(args):
     ``meta["features"]``/``meta["classes"]`` are set to the model's input and output widths."""
     from . import checkpoint as C
     from .datasets import Scaler
+    from .losses import SoftmaxWithLoss
 
     model, _, meta = C.load(args.checkpoint, backend=args.backend, device=args.device, dtype=args.dtype)
     where = f"checkpoint {args.checkpoint!r}"
@@ -305,6 +306,11 @@ def _load_for_use(args):
     if not weights:
         raise ConfigError(f"{where} holds a model without weight matrices; eval and predict need a classifier")
     features, classes = int(weights[0].shape[0]), int(weights[-1].shape[1])
+    if type(model.loss_layer) is not SoftmaxWithLoss:
+        raise ConfigError(
+            f"{where} was trained with {type(model.loss_layer).__name__}; eval and predict report classes "
+            f"and probabilities of a SoftmaxWithLoss classifier (what xpnet train writes)"
+        )
     seed = meta.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise CheckpointError(f"{where}: its meta seed is {seed!r}; expected a non-negative integer")
