@@ -208,35 +208,35 @@ TAMPERED = [  # id, edit(desc, arrays), words of the message
     ("optimizer-config-unknown", _set(["optimizer", "config", "nesterov"], True),
      ["optimizer.config has unknown keys ['nesterov']"]),
     ("optimizer-bad-lr", _set(["optimizer", "config", "lr"], -1), ["optimizer.config.lr is -1", "> 0"]),
-    ("optimizer-text-lr", _set(["optimizer", "config", "lr"], "fast"), ["optimizer.config.lr is 'fast' (a str)"]),
+    ("optimizer-text-lr", _set(["optimizer", "config", "lr"], "fast"), ["optimizer.config.lr is 'fast' (type str)"]),
     ("optimizer-nan-beta", _set(["optimizer", "config", "beta1"], float("nan")), ["optimizer.config.beta1 is nan"]),
     ("optimizer-unknown", _set(["optimizer", "name"], "lion"), ["optimizer.name is 'lion'", "'adam'"]),
     ("optimizer-slots", _set(["optimizer", "slots"], ["m"]), ["optimizer.slots is ['m']", "['m', 'v']"]),
     ("optimizer-key-not-a-param", _set(["optimizer", "keys", "m"], ["W1", "W9"]), ["names 'W9'"]),
-    ("step-text", _set(["optimizer", "step"], "abc"), ["optimizer.step is 'abc' (a str)", "integer >= 0"]),
-    ("step-bool", _set(["optimizer", "step"], True), ["optimizer.step is True (a bool)"]),
-    ("layers-text", _set(["layers"], "nope"), ["layers is 'nope' (a str)", "non-empty list"]),
-    ("layers-empty", _set(["layers"], []), ["layers is [] (a list)", "non-empty list"]),
-    ("layer-not-object", lambda d, a: d["layers"].__setitem__(1, "ReLU"), ["layers[1] is 'ReLU' (a str)"]),
+    ("step-text", _set(["optimizer", "step"], "abc"), ["optimizer.step is 'abc' (type str)", "integer >= 0"]),
+    ("step-bool", _set(["optimizer", "step"], True), ["optimizer.step is True (type bool)"]),
+    ("layers-text", _set(["layers"], "nope"), ["layers is 'nope' (type str)", "non-empty list"]),
+    ("layers-empty", _set(["layers"], []), ["layers is [] (type list)", "non-empty list"]),
+    ("layer-not-object", lambda d, a: d["layers"].__setitem__(1, "ReLU"), ["layers[1] is 'ReLU' (type str)"]),
     ("layer-unknown-type", lambda d, a: d["layers"][2].__setitem__("type", "Conv"), ["layers[2].type is 'Conv'"]),
     ("dropout-without-config", lambda d, a: _layer(d, "Dropout").pop("config"), ["lacks ['config']"]),
     ("dropout-ratio-text", lambda d, a: _layer(d, "Dropout")["config"].__setitem__("ratio", "x"),
-     [".config.ratio is 'x' (a str)", "[0, 1)"]),
+     [".config.ratio is 'x' (type str)", "[0, 1)"]),
     ("dropout-ratio-one", lambda d, a: _layer(d, "Dropout")["config"].__setitem__("ratio", 1.0),
      [".config.ratio is 1.0"]),
     ("dropout-rng-state", lambda d, a: _layer(d, "Dropout").__setitem__("rng_state", {"state": 1}),
-     ["rng_state is {'state': 1} (a dict)", "NumPy generator state naming one of PCG64"]),
+     ["rng_state is {'state': 1} (type dict)", "NumPy generator state naming one of PCG64"]),
     ("dropout-rng-state-values", lambda d, a: _layer(d, "Dropout")["rng_state"].__setitem__("state", "x"),
      ["rng_state is not the state of a NumPy PCG64"]),
     ("repeat-n-negative", lambda d, a: d["layers"].append({"type": "Repeat", "config": {"n": -1}, "params": {}}),
-     [".config.n is -1 (a int)", "integer >= 1"]),
+     [".config.n is -1 (type int)", "integer >= 1"]),
     ("batchnorm-without-params", lambda d, a: _layer(d, "BatchNormalization").pop("params"), ["lacks ['params']"]),
     ("batchnorm-momentum-text", lambda d, a: _layer(d, "BatchNormalization")["config"].__setitem__("momentum", "x"),
      [".config.momentum is 'x'"]),
     ("params-not-a-dict", lambda d, a: d["layers"][0].__setitem__("params", [[4, 8], [8]]),
-     ["layers[0].params is [[4, 8], [8]] (a list)", "JSON object"]),
+     ["layers[0].params is [[4, 8], [8]] (type list)", "JSON object"]),
     ("shape-with-strings", lambda d, a: d["layers"][0]["params"].__setitem__("W", ["4", 8]),
-     ["layers[0].params.W[0] is '4' (a str)", "integer >= 0"]),
+     ["layers[0].params.W[0] is '4' (type str)", "integer >= 0"]),
     ("chain-mismatch", lambda d, a: d["layers"][-1]["params"].__setitem__("W", [9, 3]),
      ["takes 9 features but the layer before gives 8"]),
     ("param-int-dtype", lambda d, a: a.__setitem__("param/W1", a["param/W1"].astype(np.int64)),
@@ -248,14 +248,14 @@ TAMPERED = [  # id, edit(desc, arrays), words of the message
     ("opt-state-shape", lambda d, a: a.__setitem__("opt/m/W1", a["opt/m/W1"][:2]), ["optimizer state m/W1 has shape"]),
     ("extra-array", lambda d, a: a.__setitem__("param/W9", np.zeros(2, np.float32)),
      ["arrays the description does not name: ['param/W9']"]),
-    ("params-list", _set(["params"], ["W1"]), ["params is ['W1'] (a list)"]),
+    ("params-list", _set(["params"], ["W1"]), ["params is ['W1'] (type list)"]),
     ("loss-missing", _drop(["loss"]), ["description lacks ['loss']"]),
     ("loss-unknown", _set(["loss"], "Hinge"), ["loss is 'Hinge'"]),
     ("dtype-unknown", _set(["dtype"], "float16"), ["dtype is 'float16'"]),
-    ("meta-list", _set(["meta"], ["iris"]), ["meta is ['iris'] (a list)", "JSON object"]),
+    ("meta-list", _set(["meta"], ["iris"]), ["meta is ['iris'] (type list)", "JSON object"]),
     ("unknown-top-key", _set(["weights"], {}), ["description has unknown keys ['weights']"]),
     ("format-version-text", _set(["format_version"], "1"),
-     ["format_version is '1' (a str); expected the integer 1"]),
+     ["format_version is '1' (type str); expected the integer 1"]),
     ("format-version-2", _set(["format_version"], 2), ["format version 2; this xpnet reads version 1"]),
     ("format-other", _set(["format"], "keras"), ["not an xpnet checkpoint"]),
 ]
@@ -436,6 +436,13 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask):
     model = xpnet.mlp([4, 3], seed=0, backend="numpy")
     C.save(tmp_path / "c.npz", model)
     assert (tmp_path / "c.npz").stat().st_mode & 0o777 == expected
+
+
+def test_without_proc_the_umask_read_at_import_is_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "_proc_umask", lambda: None)
+    monkeypatch.setattr(C, "_UMASK_AT_IMPORT", 0o027)
+    C.write_atomic(tmp_path / "f", b"x")
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
 
 
 def test_rewriting_a_file_keeps_its_mode(tmp_path, umask):

@@ -13,8 +13,11 @@ File layout (a NumPy ``.npz`` zip):
 Arrays are copied to the host exactly (float64 stays bit-identical) and can be loaded onto
 any backend and device. Files are written atomically: to a temporary file in the same
 folder, flushed and fsync'ed, then renamed over the target, so a crash never leaves a
-half-written checkpoint. Loading checks everything before building anything: a corrupted,
-truncated or foreign file raises :class:`~xpnet.errors.CheckpointError` and no model.
+half-written checkpoint; a new file gets the mode ``open(path, "w")`` would give it.
+Loading checks everything before building anything: the description against a schema (every
+key, type and range: ``layers[2].config.ratio is 'x' (type str); expected a number in [0, 1)``),
+then every array's presence, shape and dtype. A corrupted, truncated, hand-edited or foreign
+file raises :class:`~xpnet.errors.CheckpointError` and no model.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ _LOSSES = {cls.__name__: cls for cls in LOSSES.values()}
 
 
 # ---------------------------------------------------------------------- atomic files
-def _umask() -> int:
-    """The process umask. Linux shows it in /proc; elsewhere it was read once, at import."""
+def _proc_umask() -> int | None:
+    """The umask as Linux shows it in /proc/self/status (read without changing it), else None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -54,20 +57,23 @@ def _umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return _UMASK_AT_IMPORT
+    return None
 
 
-def _umask_once() -> int:
-    # os.umask can only read the mask by setting it, for every thread at once: do it here,
-    # at import, and only where /proc cannot answer.
-    if os.path.exists("/proc/self/status"):
-        return 0o022
+def _umask_by_setting() -> int:
+    # os.umask reads the mask only by setting it, for every thread at once: done once, at import
     old = os.umask(0o022)
     os.umask(old)
     return old
 
 
-_UMASK_AT_IMPORT = _umask_once()
+_UMASK_AT_IMPORT = _umask_by_setting() if _proc_umask() is None else 0o022
+
+
+def _umask() -> int:
+    """The process umask: read from /proc each time where it can be, else the one at import."""
+    mask = _proc_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
 
 
 def _new_file_mode(path: Path) -> int:
@@ -287,7 +293,7 @@ class _Invalid(Exception):
 
 def _show(value) -> str:
     text = repr(value)
-    return f"{text[:60]}{'...' if len(text) > 60 else ''} (a {type(value).__name__})"
+    return f"{text[:60]}{'...' if len(text) > 60 else ''} (type {type(value).__name__})"
 
 
 def _fail(path: str, expected: str, value):
