@@ -119,7 +119,8 @@ BAD_INPUTS = [  # file name, content, words of the message
     ("inf.npy", np.array([[1, 2, 3, 4], [5.1, np.inf, 1.4, 0.2]]), ["NaN or inf", "sample 1"]),
     ("scalar.npy", np.float64(3.0), ["single number"]),
     ("cube.npy", np.ones((2, 2, 3)), ["has 6 feature(s) per sample", "(2, 2, 3)"]),
-    ("not.npy", "5.1,3.5,1.4,0.2\n", ["not a .npy file"]),
+    ("not.npy", "5.1,3.5,1.4,0.2\n", ["not a .npy file", "b'5.1,3.5,'"]),
+    ("archive.csv", b"PK\x03\x04 a zip", ["not a .npy file"]),
     ("huge.npy", np.array([[1e300, 3.5, 1.4, 0.2]]), ["beyond the range of float32", "--dtype float64"]),
     ("huge.csv", "5.1,3.5,-1e40,0.2\n", ["beyond the range of float32", "feature 2"]),
 ]
@@ -150,12 +151,16 @@ def test_n_d_input_is_flattened_per_sample(iris, tmp_path, capsys):
     np.save(tmp_path / "flat.npy", flowers)
     np.save(tmp_path / "cube.npy", flowers.reshape(2, 2, 2))
     np.save(tmp_path / "one.npy", flowers[1])
+    np.save(tmp_path / "upper.npy", flowers)
+    (tmp_path / "upper.npy").rename(tmp_path / "FLOWERS.NPY")
     code, flat, _ = run(["predict", str(iris), str(tmp_path / "flat.npy")], capsys)
     assert code == 0 and len(flat.splitlines()) == 2
     code, cube, _ = run(["predict", str(iris), str(tmp_path / "cube.npy")], capsys)
     assert code == 0 and cube == flat
     code, one, _ = run(["predict", str(iris), str(tmp_path / "one.npy")], capsys)
     assert code == 0 and one.strip().split("\t")[1:] == flat.splitlines()[1].split("\t")[1:]
+    code, upper, _ = run(["predict", str(iris), str(tmp_path / "FLOWERS.NPY")], capsys)
+    assert code == 0 and upper == flat  # recognised by its header, not by its name
 
 
 def test_scores_that_overflow_the_model_dtype_are_refused(iris, tmp_path, capsys):

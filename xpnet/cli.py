@@ -407,18 +407,18 @@ def _read_features(path: str):
     if os.path.isdir(path):
         raise DataError(f"{path!r} is a folder; {FEATURES_HELP}")
     try:
-        if path.endswith(".npy"):
-            with open(path, "rb") as f:
-                if f.read(6) != b"\x93NUMPY":
-                    raise DataError(f"{path!r} is not a .npy file (no NumPy header); {FEATURES_HELP}")
-                f.seek(0)
-                x = np.load(f, allow_pickle=False)
+        with open(path, "rb") as f:
+            data = f.read()
+        if data.startswith(b"\x93NUMPY"):  # a .npy file, whatever its name
+            x = np.load(io.BytesIO(data), allow_pickle=False)
+        elif path.lower().endswith(".npy") or data.startswith(b"PK"):
+            raise DataError(f"{path!r} is not a .npy file (it starts with {data[:8]!r}); {FEATURES_HELP}")
         else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
             with warnings.catch_warnings():  # a file of comments only: "no data", handled below
                 warnings.simplefilter("ignore", UserWarning)
-                x = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
+                x = np.loadtxt(io.StringIO(data.decode("utf-8")), delimiter=",", ndmin=2)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path!r} does not exist; pass the path of a .npy or .csv file of features") from None
     except (OSError, ValueError) as e:  # ValueError: text, ragged rows, object arrays, bad UTF-8
