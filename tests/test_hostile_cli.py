@@ -667,4 +667,13 @@ def test_dataset_arguments_are_checked():
         datasets.stratified_split([0, 1, 0, 1], "half")
     with pytest.raises(DataError, match="no mirrors were given"):
         M.fetch("x.gz", "cifar", data_dir=os.devnull + "-absent")
-    tally("hostile inputs", 3)
+    with pytest.raises(DataError, match="must be a path"):
+        datasets.mnist(data_dir=123, download=False)
+    tally("hostile inputs", 4)
+
+
+def test_a_malformed_mirror_url_is_a_download_error(tmp_path):
+    with pytest.raises(DataError, match=r"not-a-url/x.gz: download failed.*unknown url type"):
+        M.fetch("x.gz", "mnist", data_dir=tmp_path, mirrors=["not-a-url"])
+    assert not any(tmp_path.rglob("*.part"))
+    tally("hostile inputs", 1)

@@ -89,6 +89,8 @@ def default_dir() -> Path:
 
 def data_folder(data_dir=None) -> Path:
     """The folder ``data_dir`` (or the default one), refused when it names a file or nothing."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise DataError(f"the data folder must be a path (str or pathlib.Path), got {type(data_dir).__name__}")
     if data_dir is not None and not os.fspath(data_dir).strip():
         raise DataError(f"the data folder is an empty string; pass a folder path, or leave it out for {default_dir()}")
     folder = Path(data_dir).expanduser() if data_dir is not None else default_dir()
@@ -141,7 +143,7 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                     got += len(block)
         except http.client.IncompleteRead as e:
             raise DataError(f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})") from e
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:  # ValueError: a bad URL
             reason = getattr(e, "reason", None) or e
             raise DataError(f"{url}: download failed ({reason})") from e
         if expected is not None and got != int(expected):
