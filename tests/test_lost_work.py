@@ -415,3 +415,32 @@ def test_decision_regions_of_a_binary_model_use_the_sign_of_its_score():
     model.params["b1"][...] = 0.0
     xx, _, classes = decision_regions(model, np.array([[-1.0, -1.0], [1.0, 1.0]]), resolution=11)
     assert np.array_equal(classes, (xx > 0).astype(np.int64))
+
+
+def _edit_meta(path, **changes):
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    desc = json.loads(arrays["__xpnet__"].tobytes().decode())
+    desc["meta"].update(changes)
+    arrays["__xpnet__"] = np.frombuffer(json.dumps(desc).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"epoch": "abc"}, "epoch"), ({"epoch": -3}, "epoch"), ({"history": "nope"}, "history"),
+    ({"history": [{"epoch": 1}] * 30}, "history"), ({"batch_size": 0}, "batch_size"),
+    ({"loader_rng": [1, 2]}, "loader_rng"),
+])
+def test_resume_from_a_hand_edited_run_state_is_a_checkpoint_error(good_run, capsys, changes, key):
+    out, _ = good_run
+    _edit_meta(out / "checkpoint.npz", **changes)
+    code, _, err = train_cli(capsys, "--resume", out / "checkpoint.npz", "--epochs", 30)
+    assert code == 1 and f"meta.{key} is" in err and "cannot be resumed" in err
+    tally("hostile inputs", 1)
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_named():
+    with pytest.raises(ConfigError, match=r"takes 4 features and gives 3 outputs, but dataset 'digits' has 64 "
+                                          r"features and 10 classes"):
+        T.Trainer(X.mlp([4, 8, 3]), X.SGD(lr=0.1), datasets.digits(), log=None)
+    tally("hostile inputs", 1)

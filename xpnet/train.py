@@ -52,7 +52,15 @@ from . import checkpoint as ckpt
 from . import functional as F
 from .backend import backend_name, check_same_backend, from_host_like, host_dtype, is_writeable, namespace, to_numpy
 from .data import Loader
-from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, OutputError
+from .errors import (
+    BackendMismatchError,
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    LabelError,
+    NonFiniteError,
+    OutputError,
+)
 from .model import Sequential, mlp
 from .optimizers import Optimizer, get_optimizer
 
@@ -389,6 +397,7 @@ class Trainer:
         ref = next(iter(self.model.params.values()))
         if hasattr(data, "x_train"):
             dt = host_dtype(ref.dtype)
+            self._check_fits(data)
 
             def put(a, what):
                 a = np.asarray(a)
@@ -429,6 +438,20 @@ class Trainer:
         if x_test is not None:
             x_test = self.model.check_input(x_test, "test features")
         return x_train, t_train, x_test, t_test
+
+    def _check_fits(self, data) -> None:
+        """A dataset whose width or class count does not fit the model, named as such."""
+        first = next((layer.params["W"] for layer in self.model.layers if "W" in layer.params), None)
+        n_out = self._num_outputs()
+        features = int(np.prod(np.shape(data.x_train)[1:]))
+        classes = getattr(data, "num_classes", None)
+        fits_out = n_out is None or classes is None or n_out == classes or (n_out == 1 and classes == 2)
+        if (first is not None and int(first.shape[0]) != features) or not fits_out:
+            raise ConfigError(
+                f"the model takes {first.shape[0] if first is not None else '?'} features and gives {n_out} "
+                f"outputs, but dataset {getattr(data, 'name', '?')!r} has {features} features and {classes} "
+                "classes; train a new model for it, or resume on the dataset the checkpoint was trained on"
+            )
 
     def _check_data(self):
         n_out = self._num_outputs()
@@ -519,6 +542,7 @@ class Trainer:
         ``batch_size``...). ``dtype``, ``lr`` and ``weight_decay`` override the checkpoint's.
         """
         model, optimizer, meta = ckpt.load(path, backend=backend, device=device, dtype=dtype)
+        _check_resume_meta(meta, path)
         if optimizer is None:
             raise ConfigError(f"checkpoint {os.fspath(path)!r} has no optimizer state; it cannot be resumed")
         if lr is not None:
@@ -720,6 +744,25 @@ class Trainer:
             f"The model is back at epoch {self.epoch}. Lower the learning rate (now {self.optimizer.lr}) "
             "or check the inputs."
         )
+
+
+def _check_resume_meta(meta: dict, path) -> None:
+    """The run state a resume reads from a checkpoint's meta, checked (a hand-edited file)."""
+    def bad(key, expected):
+        return CheckpointError(f"{os.fspath(path)!r}: meta.{key} is {meta.get(key)!r}; expected {expected}. "
+                               "The file was edited or not written by the trainer; it cannot be resumed")
+
+    epoch = meta.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad("epoch", "an integer >= 0")
+    history = meta.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history) or len(history) > epoch:
+        raise bad("history", f"a list of at most {epoch} per-epoch records (dicts)")
+    batch = meta.get("batch_size", 64)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise bad("batch_size", "a positive integer")
+    if "loader_rng" in meta and not isinstance(meta["loader_rng"], dict):
+        raise bad("loader_rng", "a NumPy bit generator state (a dict)")
 
 
 def _check_binary_targets(t, n: int, where: str) -> None:
