@@ -209,7 +209,7 @@ def _parse_device(name: str, spec: str | None) -> Any:
     if text == "":
         raise _bad_device(name, spec, " (the device name is empty)")
     if name in ("numpy", "dask"):
-        if text not in (None, "cpu"):
+        if text not in (None, "cpu", "cpu:0"):
             raise _bad_device(name, spec, f": {name} arrays live in host memory only")
         return "cpu"
     if name == "torch":
