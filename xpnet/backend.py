@@ -182,7 +182,7 @@ def _valid_devices(name: str) -> list[str]:
     if name == "jax":
         import jax
 
-        return [_device_label(d) for d in jax.devices()]
+        return [device_label(d) for d in jax.devices()]
     import array_api_strict as xs
 
     info = xs.__array_namespace_info__()
@@ -265,7 +265,7 @@ def _parse_device(name: str, spec: str | None) -> Any:
     return xs.Device(text)
 
 
-def _device_label(d) -> str:
+def device_label(d) -> str:
     """A device as a user types it for XPNET_DEVICE: 'cpu', 'cuda:0', 'device1'...
 
     CuPy's devices print as ``<CUDA Device 0>``, which XPNET_DEVICE does not take.
@@ -293,7 +293,7 @@ class Backend:
     dtype_name: str
 
     def __hash__(self) -> int:
-        return hash((self.name, _device_label(self.device), self.dtype_name))
+        return hash((self.name, device_label(self.device), self.dtype_name))
 
     def asarray(self, a, dtype: Any = None):
         """Move data onto this backend's device: a NumPy array, a Python scalar or list, or
@@ -328,7 +328,7 @@ class Backend:
         return _supports_float64(self.xp, self.device)
 
     def __str__(self) -> str:
-        return f"{self.name} on {_device_label(self.device)} ({self.dtype_name})"
+        return f"{self.name} on {device_label(self.device)} ({self.dtype_name})"
 
 
 def _from_host(name: str, xp, dev, a: np.ndarray, dtype):
@@ -361,7 +361,7 @@ def _from_host(name: str, xp, dev, a: np.ndarray, dtype):
         return xp.asarray(a, device=dev)
     except (TypeError, ValueError) as e:
         raise DTypeError(
-            f"backend {name!r} on device {_device_label(dev)} cannot hold an array of dtype "
+            f"backend {name!r} on device {device_label(dev)} cannot hold an array of dtype "
             f"{a.dtype} ({e}); cast it to a dtype it has first (float32, int32...)"
         ) from e
 
@@ -454,7 +454,7 @@ def resolve(backend: str | None = None, device: str | None = None, dtype: str | 
     if device is None:
         device = _device_for(backend, code)
     elif not isinstance(device, str):
-        device = _device_label(device)  # a torch.device, a cupy Device...
+        device = device_label(device)  # a torch.device, a cupy Device...
     if dtype is None:
         dtype = code.get("dtype") or _env("XPNET_DTYPE") or DEFAULT_DTYPE
     if dtype not in DTYPES:
@@ -471,7 +471,7 @@ def resolve(backend: str | None = None, device: str | None = None, dtype: str | 
             jax.config.update("jax_enable_x64", True)  # otherwise float64 is silently float32
         if dtype == "float64" and not _supports_float64(xp, dev):
             raise BackendError(
-                f"device {_device_label(dev)} of backend {backend!r} does not support float64; "
+                f"device {device_label(dev)} of backend {backend!r} does not support float64; "
                 "use XPNET_DTYPE=float32 (or dtype='float32')"
             )
         be = Backend(backend, xp, dev, getattr(xp, dtype), dtype)
@@ -660,7 +660,7 @@ def check_same_backend(x, like, where: str) -> None:
     if namespace(x) is namespace(like) and array_api_compat.device(x) == array_api_compat.device(like):
         return
     got, want = backend_name(x), backend_name(like)
-    dev = _device_label(array_api_compat.device(like))
+    dev = device_label(array_api_compat.device(like))
     raise BackendMismatchError(
         f"{where} expects {want} arrays on device {dev}, got a "
         f"{got} array ({type(x).__name__}) on device {_device_or_unknown(x)}. "
@@ -670,7 +670,7 @@ def check_same_backend(x, like, where: str) -> None:
 
 def _device_or_unknown(x) -> str:
     try:
-        return _device_label(array_api_compat.device(x))
+        return device_label(array_api_compat.device(x))
     except Exception:
         return "?"
 
