@@ -454,6 +454,35 @@ def test_float_data_are_cast_on_the_host_before_the_upload():
     assert spy.seen == [np.float32]
 
 
+def test_small_uploads_to_torch_cuda_are_pinned_and_non_blocking(monkeypatch):
+    """Dropout's mask and batch indices must not block the host each step."""
+    need("torch")
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: calls.append("pin") or t.clone())
+    real_to = torch.Tensor.to
+
+    def to(t, *args, **kw):
+        if args and str(args[0]).startswith("cuda"):
+            calls.append((str(args[0]), kw.get("non_blocking", False)))
+            return t
+        return real_to(t, *args, **kw)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    be = B.Backend("torch", B.resolve("torch").xp, torch.device("cuda", 0), torch.float32, "float32")
+    mask = np.ones((4, 3))
+    out = be.asarray(mask)
+    assert calls == ["pin", ("cuda:0", True)] and out.dtype == torch.float32
+    mask[:] = 0  # the caller reuses its buffer: the upload holds its own copy
+    assert float(out.sum()) == 12.0
+    calls.clear()
+    monkeypatch.setattr(B, "PINNED_UPLOAD_MAX", 8)
+    monkeypatch.setattr(torch, "asarray", lambda a, device=None, **kw: calls.append(("blocking", str(device))))
+    be.asarray(np.ones(4))
+    assert calls == [("blocking", "cuda:0")]
+
+
 class FakeCupyArray:
     """A device array: ``np.asarray`` refuses it (as CuPy does), ``.get()`` copies it out."""
 

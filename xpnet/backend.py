@@ -358,12 +358,29 @@ def _from_host(name: str, xp, dev, a: np.ndarray, dtype):
             return xp.asarray(a)
         if name == "numpy":
             return a.copy() if a is original else a  # never the caller's own memory
+        if name == "torch" and dev.type == "cuda" and a.nbytes <= PINNED_UPLOAD_MAX:
+            return _torch_upload_async(a, dev)
         return xp.asarray(a, device=dev)
     except (TypeError, ValueError) as e:
         raise DTypeError(
             f"backend {name!r} on device {device_label(dev)} cannot hold an array of dtype "
             f"{a.dtype} ({e}); cast it to a dtype it has first (float32, int32...)"
         ) from e
+
+
+# Host arrays up to this size go to a torch CUDA device through pinned memory, without a
+# host sync; larger ones (a dataset, moved once) take the plain blocking copy, so that no
+# large pinned buffer stays cached.
+PINNED_UPLOAD_MAX = 16 * 2**20
+
+
+def _torch_upload_async(a: np.ndarray, dev):
+    """Copy ``a`` to torch CUDA device ``dev`` without blocking the host: into pinned memory
+    (a copy, so the caller may reuse ``a``), then a non-blocking transfer. ``torch.asarray(a,
+    device=cuda)`` would wait for the copy (Dropout's per-step mask, batch indices)."""
+    import torch
+
+    return torch.from_numpy(a).pin_memory().to(dev, non_blocking=True)
 
 
 def host_dtype(dtype) -> np.dtype:
