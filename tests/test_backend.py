@@ -17,11 +17,8 @@ from xpnet import backend as B
 def _clean_choice(monkeypatch):
     for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
         monkeypatch.delenv(var, raising=False)
-    saved = dict(B._process)
-    B._process.clear()
+    monkeypatch.setattr(B, "_process", {})
     yield
-    B._process.clear()
-    B._process.update(saved)
 
 
 def test_import_xpnet_loads_no_gpu_or_heavy_backend():

@@ -28,11 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _clean_choice(monkeypatch):
     for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
         monkeypatch.delenv(var, raising=False)
-    saved = dict(B._process)
-    B._process.clear()
+    monkeypatch.setattr(B, "_process", {})
     yield
-    B._process.clear()
-    B._process.update(saved)
 
 
 def need(name: str):

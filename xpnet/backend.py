@@ -406,7 +406,7 @@ def _supports_float64(xp, dev) -> bool:
 # --------------------------------------------------------------------------- choosing
 _cache: dict[tuple, Backend] = {}
 _lock = threading.Lock()
-_process: dict = {}  # set_backend's choice: the process default, shared by every thread
+_process: dict = {}  # set_backend's choice: the process default, shared by every thread (replaced whole)
 _blocks: contextvars.ContextVar[tuple[dict, ...]] = contextvars.ContextVar("xpnet_use_backend", default=())
 
 
@@ -508,10 +508,9 @@ def _choice(backend, device, dtype) -> dict:
 def set_backend(backend: str | None = None, device: str | None = None, dtype: str | None = None) -> Backend:
     """Choose the process default (beats the environment; a ``use_backend`` block in force
     beats it, and it is in force again when the block ends). Returns the Backend."""
+    global _process
     be = resolve(backend, device, dtype)
-    with _lock:
-        _process.clear()
-        _process.update(_choice(backend, device, dtype))
+    _process = _choice(backend, device, dtype)  # one assignment: other threads see old or new
     return be
 
 
