@@ -411,6 +411,19 @@ def test_activate_makes_a_cupy_device_current_and_is_a_no_op_elsewhere():
         assert inside is np_be
 
 
+def test_device_context_of_a_cupy_array_enters_its_device(monkeypatch):
+    cp = fake_cupy()
+    cp.ndarray = FakeCupyArray
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    x = FakeCupyArray(np.zeros(2))
+    x.device = FakeDevice(1)
+    with B.device_context(x):
+        assert x.device.entered == 1
+    assert x.device.entered == 0
+    with B.device_context(np.zeros(2)):  # elsewhere a no-op
+        pass
+
+
 def test_mismatch_hint_names_the_model_device_and_following_it_works():
     need("array_api_strict")
     like = xpnet.get_backend("array_api_strict", "device1").asarray(np.ones(2))

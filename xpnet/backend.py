@@ -609,6 +609,16 @@ def from_host_like(a: np.ndarray, like) -> Any:
     return _from_host(name, xp, dev, to_numpy(a), None)
 
 
+def device_context(x):
+    """``with device_context(x):`` runs the block with array ``x``'s device current: what
+    :meth:`Backend.activate` does, for code that holds arrays, not a Backend (the trainer:
+    ``with device_context(next(iter(model.params.values()))):`` around an epoch). A no-op
+    everywhere but CuPy."""
+    if array_api_compat.is_cupy_array(x):
+        return x.device  # a cupy.cuda.Device
+    return contextlib.nullcontext()
+
+
 def is_writeable(x) -> bool:
     """True where ``x -= y`` really changes ``x`` in place (not on jax or dask).
 
