@@ -444,3 +444,19 @@ def test_a_dataset_that_does_not_fit_the_model_is_named():
                                           r"features and 10 classes"):
         T.Trainer(X.mlp([4, 8, 3]), X.SGD(lr=0.1), datasets.digits(), log=None)
     tally("hostile inputs", 1)
+
+
+def test_the_trainer_runs_its_epochs_with_the_models_device_current(monkeypatch):
+    import contextlib
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording(x):
+        entered.append(x)
+        yield
+
+    monkeypatch.setattr(T, "device_context", recording)
+    model = X.mlp([4, 3], seed=0)
+    T.Trainer(model, X.SGD(lr=0.1), datasets.iris(), batch_size=30, log=None).fit(2)
+    assert len(entered) == 1 and entered[0] is not None

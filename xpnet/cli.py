@@ -272,7 +272,7 @@ def _run_training(args, trainer, t0: float) -> int:
     model = trainer.model
     ref = next(iter(model.params.values()))
     if not args.quiet:
-        from .backend import backend_name, device
+        from .backend import backend_name, device, device_label, dtype_name
 
         sizes = [model.layers[0].params["W"].shape[0]] + [
             layer.params["W"].shape[1] for layer in model.layers if "W" in layer.params
@@ -283,7 +283,7 @@ def _run_training(args, trainer, t0: float) -> int:
             f"{0 if trainer.x_test is None else trainer.x_test.shape[0]} test)"
             f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, "
             f"batch {trainer.loader.batch_size}"
-            f", on {backend_name(ref)} {device(ref)} {ref.dtype}"
+            f", on {backend_name(ref)} {device_label(device(ref))} {dtype_name(ref.dtype)}"
         )
     history = trainer.fit(args.epochs)
     elapsed = time.perf_counter() - t0

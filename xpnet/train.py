@@ -50,7 +50,16 @@ except ImportError:  # Windows
 
 from . import checkpoint as ckpt
 from . import functional as F
-from .backend import backend_name, check_same_backend, from_host_like, host_dtype, is_writeable, namespace, to_numpy
+from .backend import (
+    backend_name,
+    check_same_backend,
+    device_context,
+    from_host_like,
+    host_dtype,
+    is_writeable,
+    namespace,
+    to_numpy,
+)
 from .data import Loader
 from .errors import (
     BackendMismatchError,
@@ -670,8 +679,10 @@ class Trainer:
         emit = (bar.write if bar is not None else self.log) if self.log else None
         self.history.stopped = "running"
         try:
-            # a diverging run overflows on the way; the loss check below names it, once
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            # a diverging run overflows on the way; the loss check below names it, once. The model's
+            # device is made current for the work (CuPy runs kernels on its current device)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
+                    device_context(next(iter(self.model.params.values()))):
                 while self.epoch < epochs:
                     t0 = time.perf_counter()
                     mean_loss = self.train_epoch()
