@@ -55,3 +55,7 @@ class CheckpointError(XPNetError, ValueError):
 
 class DataError(XPNetError, ValueError):
     """A dataset that cannot be found, downloaded, verified or parsed."""
+
+
+class CallOrderError(XPNetError, RuntimeError):
+    """A method called before what it needs (``backward()`` before ``forward``)."""
