@@ -50,7 +50,7 @@ def _raised(x, axis: int, xp):
     ``x - max`` itself overflows for scores near both ends of the dtype's range
     (``-3e38 - 3e38`` in float32). ``lo`` is at most ``max(x)`` and at least about
     ``max(x) - finfo.max / 2``; values below it have ``exp(x - max) = 0`` either way, and
-    every other value is unchanged (the same arithmetic, bit for bit, as without it).
+    every other value is unchanged.
     """
     m = xp.max(x, axis=axis, keepdims=True)
     half = 0.5 * _fmax(x.dtype, xp)
@@ -77,7 +77,8 @@ def log_softmax(x, axis: int = -1, xp=None):
     """
     xp = xp or namespace(x)
     xs, m = _raised(x, axis, xp)
-    return xs - _lse(xs, m, axis, xp)
+    d = xs - m  # then minus log(sum): not x - (m + log(sum)), where log(2) vanishes beside m = 1e8
+    return d - xp.log(xp.sum(xp.exp(d), axis=axis, keepdims=True))
 
 
 def softmax(x, axis: int = -1, xp=None):

@@ -254,7 +254,8 @@ class ReLU(Layer):
         return F.relu(x, xp=self.xp)
 
     def backward(self, dout):
-        return self.xp.where(self._cached(self.x) > 0, dout, 0.0)
+        x = self._cached(self.x)
+        return self.xp.where(x > 0, dout, 0.0)
 
 
 class Sigmoid(Layer):

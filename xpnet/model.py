@@ -428,6 +428,9 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
     act = L.ACTIVATIONS.get(str(activation).lower())
     if act is None:
         raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(L.ACTIVATIONS)}")
+    dropout = L.number_arg("mlp dropout", dropout)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"mlp dropout must be in [0, 1), got {dropout}")
     if str(loss).lower() not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
     be = _mlp_backend(backend, device, dtype)
