@@ -507,3 +507,27 @@ def test_jax_float32_message_tells_how_to_get_float64():
     assert "REFUSED" in out and "xpnet.get_backend('jax', dtype='float64')" in out, out
     assert "device cpu:0 has no float64" not in out
     assert float(out.split("WORST")[1]) < 1e-6, out
+
+
+# ---------------------------------------------------------------------- further cases of the same classes
+def test_further_raw_errors_and_silent_answers_are_named(be, model, rng):
+    t = ints(be, [0, 1, 2, 1])
+    with pytest.raises(xpnet.LabelError, match="one_hot needs integer labels"):
+        F.one_hot(be.asarray(np.array([0.0, 1.9])), 3)  # would truncate 1.9 to class 1
+    for c in (0, 2.5, "3", True):
+        with pytest.raises(xpnet.LabelError, match="number of classes must be an integer >= 1"):
+            F.check_labels(t, c)
+    with pytest.raises(xpnet.DTypeError, match="scores must be floating-point"):
+        F.softmax(t)
+    with pytest.raises(xpnet.ShapeError, match=r"W1 has shape \(4, 5\); cannot replace it"):
+        model.params["W1"] = be.asarray(np.ones((5, 4)))
+    with pytest.raises(xpnet.LabelError, match=r"\[0, 2\] for 3 classes; got values from 0 to 5"):
+        model.gradient_check(X(be), ints(be, [0, 5, 1, 1]), dtype="float32", eps=1e-2)  # the loop skips checks
+    bn = xpnet.BatchNormalization.create(3, backend=be)
+    with pytest.raises(xpnet.ShapeError, match="BatchNormalization expects 3 features per sample, got 4"):
+        bn.forward(X(be), train=True)
+    with pytest.raises(xpnet.ConfigError, match="params must be a dict of arrays"):
+        xpnet.SGD().update(list(model.params.values()), {})
+    with pytest.raises(xpnet.ShapeError, match="non-empty batch"):
+        xpnet.SoftmaxWithLoss().forward(be.asarray(np.zeros((0, 3))), ints(be, []))
+    tally("hostile inputs", 11)

@@ -10,6 +10,8 @@ take scores are stable for any finite value (no overflow in ``exp``, no ``log(0)
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .backend import backend_name, check_same_backend, device, dtype_name, namespace, to_numpy
@@ -36,10 +38,13 @@ def _float_dtype(x, xp, where: str):
 
 
 def _fmax(dtype, xp) -> float:
-    """The dtype's largest finite value (``finfo.max``), remembered per dtype."""
+    """The float dtype's largest finite value (``finfo.max``), remembered per dtype."""
     key = (type(dtype), "fmax", dtype)
     hit = _kinds.get(key)
     if hit is None:
+        if not xp.isdtype(dtype, "real floating"):
+            raise DTypeError(f"scores must be floating-point, got dtype {dtype_name(dtype)}; "
+                             f"convert with xp.astype(x, xp.float32)")
         hit = _kinds[key] = float(xp.finfo(dtype).max)
     return hit
 
@@ -92,14 +97,14 @@ def softmax(x, axis: int = -1, xp=None):
 def softmax_cross_entropy(x, T, xp):
     """``(mean loss, log_softmax(x))`` of (N, C) scores against (N, C) target rows ``T``.
 
-    Each log-probability is clamped at ``-finfo.max / 2N`` (a probability that is 0 in the
-    dtype anyway), so the sum of N per-sample losses cannot overflow and no ``-inf * 0``
-    occurs: the loss is finite for any finite scores (each sample's loss saturates at
-    ``finfo.max / 2N``).
+    Log-probabilities are finite (:func:`log_softmax`), so no ``-inf * 0`` occurs; each
+    sample's loss is capped at ``finfo.max / 2N`` so that the sum of N cannot overflow: the
+    loss is finite for any finite scores.
     """
     n = x.shape[0]
-    logp = xp.maximum(log_softmax(x, xp=xp), -_fmax(x.dtype, xp) / (2 * n))
-    return -xp.sum(logp * T) / n, logp
+    logp = log_softmax(x, xp=xp)
+    per = xp.minimum(-xp.sum(logp * T, axis=-1), _fmax(x.dtype, xp) / (2 * n))
+    return xp.sum(per) / n, logp
 
 
 def binary_cross_entropy(x, T, xp):
@@ -140,10 +145,19 @@ def one_hot(t, num_classes: int, dtype=None, xp=None):
     ``uint8`` range that would wrap past 255).
     """
     xp = xp or namespace(t)
+    _num_classes(num_classes)
+    if not is_kind(t.dtype, "integral", xp):
+        raise LabelError(f"one_hot needs integer labels, got dtype {dtype_name(t.dtype)}; "
+                         f"convert with xp.astype(t, xp.int64)")
     classes = xp.arange(num_classes, device=device(t))  # the default integer dtype
     if t.dtype != classes.dtype:
         t = xp.astype(t, classes.dtype)
     return xp.astype(t[..., None] == classes, dtype if dtype is not None else xp.float32)
+
+
+def _num_classes(c) -> None:
+    if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1:
+        raise LabelError(f"the number of classes must be an integer >= 1, got {c!r}")
 
 
 def require_array(a, where: str, like=None) -> None:
@@ -182,6 +196,7 @@ def check_labels(t, num_classes: int, n: int | None = None, where: str = "labels
     For one output column (binary logits) use :func:`check_binary_labels`.
     """
     require_array(t, where)
+    _num_classes(num_classes)
     xp = xp or namespace(t)
     _count(t, n, where)
     if xp.isdtype(t.dtype, "integral"):

@@ -382,6 +382,9 @@ class BatchNormalization(Layer):
         self.x_shape = x.shape
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], -1))
+        if x.shape[1] != self.params["gamma"].shape[0]:
+            raise ShapeError(f"BatchNormalization expects {self.params['gamma'].shape[0]} features per "
+                             f"sample, got {x.shape[1]} (input shape {tuple(self.x_shape)})")
         if train:
             mu = xp.mean(x, axis=0)
             self.xc = x - mu

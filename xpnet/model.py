@@ -50,7 +50,11 @@ class _LayerDicts(MutableMapping):
         if key not in self._where:
             raise KeyError(f"no parameter {key!r}; this model has {list(self._where)}")
         layer, name = self._where[key]
-        getattr(layer, self._attr)[name] = value
+        d = getattr(layer, self._attr)
+        if getattr(value, "shape", None) != d[name].shape:  # a tuple compare: cheap per step
+            raise ShapeError(f"{key} has shape {tuple(d[name].shape)}; cannot replace it with "
+                             f"{type(value).__name__} of shape {getattr(value, 'shape', None)}")
+        d[name] = value
 
     def __delitem__(self, key):
         raise TypeError("a model's parameters cannot be deleted")
@@ -276,6 +280,9 @@ class Sequential:
                     self.state.update(saved)
                     return value
 
+                saved = dict(self.state)  # the targets, checked once (the loop below skips it)
+                self.loss_layer.forward(self._forward(xc, True, True), t, check=True)
+                self.state.update(saved)
                 xc_box = [xc]
                 out = {}
                 targets = list(self.params.items()) + ([("x", xc)] if wrt_input else [])

@@ -56,6 +56,8 @@ class Optimizer:
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
+        if params is not self._params and not hasattr(params, "items"):
+            raise ConfigError(f"params must be a dict of arrays (model.params), got {type(params).__name__}")
         items = list(params.items())
         if params is not self._params:
             self._bind(params, items)
