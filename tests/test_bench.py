@@ -169,6 +169,6 @@ def test_inlined_ops_contender_trains_exactly_like_xpnet():
     for i in range(6):
         a.step(i % 3)
         b.step(i % 3)
-    for k, (W, bias) in enumerate(b.params):
+    for k, (W, bias) in enumerate(b.params):  # the very same arithmetic: bit for bit
         np.testing.assert_array_equal(a.model.params[f"W{k + 1}"], W)
         np.testing.assert_array_equal(a.model.params[f"b{k + 1}"], bias)

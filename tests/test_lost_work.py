@@ -271,9 +271,22 @@ def test_training_does_not_switch_off_the_models_label_check():
     tally("hostile inputs", 1)
 
 
+def test_a_binary_model_trains_on_0_1_labels_and_reports_its_true_accuracy(be):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4))
+    t = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = X.mlp([4, 8, 1], loss="sigmoid", seed=0, backend=be)
+    data = (be.asarray(x[:160]), be.asarray(t[:160]), be.asarray(x[160:]), be.asarray(t[160:]))
+    history = T.Trainer(model, X.Adam(lr=0.05), data, batch_size=32, log=None).fit(40)
+    host = X.to_numpy(model.predict(be.asarray(x[160:])))[:, 0]
+    truth = float(np.mean((host > 0) == t[160:]))
+    assert truth > 0.9
+    assert history.last["test_acc"] == pytest.approx(truth, abs=1e-6)
+
+
 @pytest.mark.parametrize("labels, message", [
-    (np.array([0, 2] * 80), "targets in {0, 1}"),
-    (np.full((160, 2), 0.5), "shape"),
+    (np.array([0, 2] * 80), "binary labels must be 0 or 1"),
+    (np.full((160, 2), 0.5), r"shape \(N,\) or \(N, 1\)"),
 ])
 def test_a_binary_model_refuses_labels_that_are_not_0_1(labels, message):
     be = X.get_backend()

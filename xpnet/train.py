@@ -283,7 +283,7 @@ def evaluate(model: Sequential, x, t, batch_size: int = 2048):
         scores = model.predict(xb, train=False, check=False)
         nb = xb.shape[0]
         loss = model.loss_layer.forward(scores, tb, check=False) * nb
-        acc = F.accuracy(scores, tb, xp=xp) * nb
+        acc = F.accuracy(scores, tb, check=False, xp=xp) * nb
         loss_sum = loss if loss_sum is None else loss_sum + loss
         acc_sum = acc if acc_sum is None else acc_sum + acc
     return loss_sum / n, acc_sum / n
@@ -470,8 +470,8 @@ class Trainer:
         if self.x_test is not None:
             pairs.append(("test labels", self.t_test, self.x_test))
         for where, t, x in pairs:
-            if n_out == 1:  # a binary model: one score per sample, targets 0 or 1
-                _check_binary_targets(t, x.shape[0], where)
+            if n_out == 1:  # a binary model: one score per sample, targets 0/1 (or probabilities)
+                F.check_binary_labels(t, x.shape[0], soft=True, where=where)
             else:
                 F.check_labels(t, n_out, x.shape[0], where=where)
 
@@ -774,25 +774,6 @@ def _check_resume_meta(meta: dict, path) -> None:
         raise bad("batch_size", "a positive integer")
     if "loader_rng" in meta and not isinstance(meta["loader_rng"], dict):
         raise bad("loader_rng", "a NumPy bit generator state (a dict)")
-
-
-def _check_binary_targets(t, n: int, where: str) -> None:
-    """0/1 targets for a one-output (sigmoid) model: shape (N,) or (N, 1), integers 0 or 1 or
-    floats in [0, 1]. Reads them back once (done once per dataset)."""
-    if t.ndim == 0 or t.shape[0] != n:
-        raise LabelError(f"{where}: {t.shape[0] if t.ndim else 'a scalar of'} labels given for {n} samples; "
-                         "expected one per sample")
-    host = to_numpy(t)
-    if host.ndim == 2 and host.shape[1] == 1:
-        host = host[:, 0]
-    if host.ndim != 1 or host.dtype.kind not in "iuf":
-        raise LabelError(f"{where}: a one-output model takes targets 0/1 of shape (N,) or (N, 1) (integer or "
-                         f"float); got shape {tuple(t.shape)}, dtype {host.dtype}")
-    ok = np.isin(host, (0, 1)) if host.dtype.kind in "iu" else (host >= 0) & (host <= 1)
-    if not ok.all():
-        bad = host[~ok][0]
-        raise LabelError(f"{where}: a one-output model takes targets in {{0, 1}} (or probabilities in [0, 1]); "
-                         f"got {bad!r}")
 
 
 def _check_lr(optimizer: Optimizer, model: Sequential) -> None:
