@@ -181,6 +181,12 @@ def save(path, model: Sequential, optimizer: Optimizer | None = None, meta: dict
 def read(path) -> tuple[dict, dict]:
     """``(description, host arrays)`` of a checkpoint, fully checked; nothing is built."""
     where = os.fspath(path)
+    from .export import is_safetensors, read_safetensors  # imports safetensors only for such a file
+
+    if is_safetensors(path):
+        desc, arrays = read_safetensors(path)
+        _check(desc, arrays, where)
+        return desc, arrays
     try:
         with open(path, "rb") as f:
             data = f.read()
