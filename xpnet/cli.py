@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.add_argument("checkpoint")
     x.add_argument("--format", choices=("onnx", "safetensors"), required=True)
-    x.add_argument("--out", default=None, help="file to write (default: the checkpoint's name with .onnx / .safetensors)")
+    x.add_argument("--out", default=None, help="file to write (default: the checkpoint's name, .onnx or .safetensors)")
     x.add_argument(
         "--probabilities", action="store_true", help="onnx: end with Softmax (Sigmoid for one output), not scores"
     )
