@@ -9,7 +9,7 @@ the model walks. The graph starts with the dataset's scaling ``(x - offset) / di
 takes the raw features ``xpnet predict`` takes, and ends with scores, or with probabilities
 (Softmax, or Sigmoid for a one-output binary classifier) when asked. Layers: Affine (N-D input
 flattened, as the layer does), MatMul, ReLU, Sigmoid, Tanh, Softmax, BatchNormalization in
-evaluation form (running statistics, the layer's eps), Dropout in evaluation form
+evaluation form (running statistics; the layer's eps added to the running variance), Dropout in evaluation form
 (``x * (1 - ratio)``). Repeat and Sum change the batch axis and have no export: an error says so.
 The graph's float type is the model's unless ``dtype`` is given; float64 weights exported as
 float32 are rounded to the nearest float32 (a documented conversion: scores then agree with
@@ -113,11 +113,13 @@ def _matmul(g: _Graph, layer, x: str, i: int) -> str:
 
 
 def _batchnorm(g: _Graph, layer, x: str, i: int) -> str:
+    """ONNX's BatchNormalization with ``running_var + eps`` added in the model's own dtype and epsilon 0:
+    ONNX keeps epsilon as a 32-bit float, which would round a float64 model's eps."""
     rank, shape = g.rank, (g.node("Shape", [x]) if g.rank != 2 else None)
-    stats = [layer.params["gamma"], layer.params["beta"], layer.state["running_mean"], layer.state["running_var"]]
-    names = ("gamma", "beta", "running_mean", "running_var")
-    consts = [g.const(a, f"{n} of layer {i} (BatchNormalization)") for a, n in zip(stats, names)]
-    y = g.node("BatchNormalization", [g.flatten(x), *consts], epsilon=layer.eps)
+    stats = {"gamma": layer.params["gamma"], "beta": layer.params["beta"], "running_mean": layer.state["running_mean"],
+             "running_var+eps": to_numpy(layer.state["running_var"]) + layer.eps}
+    consts = [g.const(a, f"{n} of layer {i} (BatchNormalization)") for n, a in stats.items()]
+    y = g.node("BatchNormalization", [g.flatten(x), *consts], epsilon=0.0)
     if shape is None:
         return y
     g.rank = rank
