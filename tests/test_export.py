@@ -232,6 +232,26 @@ def test_a_layer_with_no_onnx_form_is_refused_by_name(layer, tmp_path, capsys):
     tally("hostile inputs", 1)
 
 
+@pytest.mark.parametrize("meta, shape, needle", [
+    ({"scaler": {"kind": "minmax", "offset": [0.0] * 3, "divisor": [1.0]}}, None, "offset has 3 value(s)"),
+    ({"scaler": {"kind": "minmax", "offset": [0.0], "divisor": [0.0]}}, None, "none of them 0"),
+    ({"scaler": {"kind": "minmax", "offset": [math.nan], "divisor": [1.0]}}, None, "finite numbers"),
+    ({"scaler": {"kind": "minmax", "offset": ["a"], "divisor": [1.0]}}, None, "scaler is unreadable"),
+    ({"scaler": {"kind": "minmax"}}, None, "scaler is unreadable"),
+    ({}, (3, 3), "input_shape (3, 3) gives 9 features to Affine, which takes 4"),
+])
+def test_a_scaler_or_input_shape_that_does_not_fit_is_refused(meta, shape, needle, tmp_path, capsys):
+    model = xpnet.mlp([4, 3, 2], seed=0, backend=B.resolve("numpy", dtype="float32"))
+    with pytest.raises(E.ExportError) as err:
+        E.to_onnx(model, meta, input_shape=shape)
+    assert needle in str(err.value) and isinstance(err.value, ValueError)
+    if shape is None:  # the same through the command line: a sentence, exit 1, no file
+        path = C.save(tmp_path / "c.npz", model, None, meta)
+        code, _, stderr = run(["export", path, "--format", "onnx"], capsys)
+        assert code == 1 and needle in stderr and not (tmp_path / "c.onnx").exists()
+    tally("hostile inputs", 1)
+
+
 # ---------------------------------------------------------------------- safetensors
 def test_safetensors_holds_what_the_npz_holds_on_every_backend_row(be, tmp_path, rng):
     model = xpnet.mlp([4, 6, 3], seed=1, backend=be, batchnorm=True, dropout=0.1)
@@ -420,5 +440,6 @@ def test_without_the_extra_export_names_the_package_and_the_rest_works(fmt, pack
     r = run_process([sys.executable, "-c", code], timeout=120)
     assert r.returncode == 0, r.stderr
     assert "export 1" in r.stdout and "eval 0" in r.stdout and "st 1" in r.stdout
-    assert f"needs the {package!r} package" in r.stderr and "pip install 'xpnet[export]'" in r.stderr
+    assert f"needs the {package!r} package, which is not installed" in r.stderr
+    assert "pip install 'xpnet[export]'" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()

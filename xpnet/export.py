@@ -56,8 +56,8 @@ def _require(module: str, package: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise ExportUnavailableError(
-            f"this needs the {package!r} package, which is not installed ({e}); install it with "
-            f"pip install 'xpnet[export]' (or pip install {package})"
+            f"xpnet's ONNX and safetensors support needs the {package!r} package, which is not installed "
+            f"({e}); install it with pip install 'xpnet[export]' (or pip install {package})"
         ) from e
 
 
@@ -147,14 +147,40 @@ ONNX_FORMS = {
 _PROBABILITIES = {"SoftmaxWithLoss": ("Softmax", {"axis": -1}), "SigmoidWithLoss": ("Sigmoid", {})}
 
 
-def _input_features(model) -> int:
-    for layer in model.layers:
-        if "W" in layer.params:
-            return int(layer.params["W"].shape[0])
-        if "gamma" in layer.params:
-            return int(layer.params["gamma"].shape[0])
-    raise ExportError("the model has no Affine, MatMul or BatchNormalization layer, so its input size is "
-                      "unknown; pass input_shape=(features,)")
+def _input_shape(model, given) -> list[int]:
+    """One sample's shape: ``given``, checked against the first layer with weights, or that layer's size."""
+    first = next((layer for layer in model.layers if layer.params), None)
+    if first is None:
+        if given is None:
+            raise ExportError("the model has no layer with weights, so its input size is unknown; "
+                              "pass input_shape=(features,)")
+        return [int(s) for s in given]
+    size = int(next(iter(first.params.values())).shape[0])
+    if given is None:
+        return [size]
+    shape = [int(s) for s in given]
+    got = shape[-1] if isinstance(first, L.MatMul) else int(np.prod(shape))
+    if got != size:
+        raise ExportError(f"input_shape {tuple(shape)} gives {got} features to {type(first).__name__}, which "
+                          f"takes {size}; pass a shape with {size} features")
+    return shape
+
+
+def _scaler(scaler: dict, shape: list) -> dict:
+    """The scaler's offset and divisor as arrays that broadcast against one sample, or a clear error."""
+    n = int(np.prod(shape))
+    out = {}
+    for key in ("offset", "divisor"):
+        try:
+            v = np.asarray(scaler[key], dtype=np.float64).reshape(-1)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ExportError(f"the checkpoint's scaler is unreadable ({type(e).__name__}: {e}); expected "
+                              f"{{'offset': [numbers], 'divisor': [numbers]}}") from e
+        if v.size not in (1, n) or not np.all(np.isfinite(v)) or (key == "divisor" and np.any(v == 0)):
+            raise ExportError(f"the checkpoint's scaler {key} has {v.size} value(s) ({v[:4].tolist()}...); "
+                              f"expected 1 or {n} finite numbers" + (", none of them 0" if key == "divisor" else ""))
+        out[key] = v.reshape(shape) if v.size > 1 else v
+    return out
 
 
 def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dtype: str | None = None,
@@ -184,15 +210,14 @@ def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dty
     dt = np.dtype(dtype or (host_dtype(model.dtype) if model.dtype is not None else "float32"))
     if dt.name not in ("float32", "float64"):
         raise ConfigError(f"ONNX export writes float32 or float64 graphs, not {dt.name}")
-    shape = [int(s) for s in (input_shape or (_input_features(model),))]
+    shape = _input_shape(model, input_shape)
     g = _Graph(onnx, dt, 1 + len(shape))
     x = INPUT
     scaler = meta.get("scaler")
     if scaler:
+        consts = _scaler(scaler, shape)
         for op, key in (("Sub", "offset"), ("Div", "divisor")):
-            v = np.asarray(scaler[key], dtype=np.float64)
-            v = v.reshape(shape) if v.size == int(np.prod(shape)) and v.size > 1 else v.reshape(-1)[:1]
-            x = g.node(op, [x, g.const(v, f"scaler {key}")])
+            x = g.node(op, [x, g.const(consts[key], f"scaler {key}")])
     for i, layer in enumerate(model.layers):
         x = ONNX_FORMS[type(layer)](g, layer, x, i)
     out = SCORES
@@ -214,7 +239,7 @@ def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dty
     )
     props = {
         "name": title,
-        "dataset": meta.get("dataset") or "",
+        "dataset": str(meta.get("dataset") or ""),
         "class_names": json.dumps(meta.get("class_names") or []),
         "xpnet_version": __version__,
         "loss": loss,
