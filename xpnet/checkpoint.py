@@ -228,6 +228,11 @@ def read(path) -> tuple[dict, dict]:
         raise CheckpointError(
             f"{where!r} is a folder; expected a checkpoint file such as {os.path.join(where, 'checkpoint.npz')!r}"
         )
+    from .export import is_safetensors, read_safetensors  # imports safetensors only for such a file
+
+    if is_safetensors(path):
+        desc, arrays = read_safetensors(path)
+        return _validated(desc, arrays, where)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -259,6 +264,11 @@ def read(path) -> tuple[dict, dict]:
         desc = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{where!r}: the JSON description is unreadable ({e})") from e
+    return _validated(desc, arrays, where)
+
+
+def _validated(desc, arrays: dict, where: str) -> tuple[dict, dict]:
+    """``(desc, arrays)`` once the description and the arrays are checked (any file format)."""
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise CheckpointError(
             f"{where!r} is not an xpnet checkpoint "

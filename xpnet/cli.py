@@ -216,6 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="xpnet version and every backend: installed? version, devices, float64")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    x = sub.add_parser(
+        "export",
+        help="a checkpoint as ONNX (onnxruntime) or safetensors (PyTorch); needs xpnet[export]",
+        description="Export a checkpoint (.npz or .safetensors) for other tools. ONNX: a graph that takes the "
+        "raw features xpnet predict takes (the dataset's scaling is its first nodes) and gives scores. "
+        "safetensors: the checkpoint's arrays and description, which xpnet eval, predict and train --resume "
+        "also accept.",
+    )
+    x.add_argument("checkpoint")
+    x.add_argument("--format", choices=("onnx", "safetensors"), required=True)
+    x.add_argument("--out", default=None, help="file to write (default: the checkpoint's name, .onnx or .safetensors)")
+    x.add_argument(
+        "--probabilities", action="store_true", help="onnx: end with Softmax (Sigmoid for one output), not scores"
+    )
+    x.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="onnx: the graph's float type (default: the checkpoint's); float64 weights given --dtype float32 "
+        "are rounded to float32",
+    )
+
     sub.add_parser("bench", help="benchmarks (xpnet bench --help)", add_help=False)
     return parser
 
@@ -555,7 +577,7 @@ def cmd_info(args) -> int:
         "array_api_compat": array_api_compat.__version__,
         "XPNET_BACKEND": os.environ.get("XPNET_BACKEND"),
         "backends": [],
-        "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib")},
+        "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib", "onnx", "safetensors")},
     }
     for name in BACKENDS:
         try:
@@ -591,8 +613,22 @@ def cmd_info(args) -> int:
     _say(
         "extras: "
         + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
-        + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot]')")
+        + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot,export]')")
     )
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import export
+
+    done = export.export(args.checkpoint, args.format, args.out, probabilities=args.probabilities, dtype=args.dtype)
+    if done["rounded_from"]:
+        print(
+            f"xpnet export: note: the {done['rounded_from']} weights were rounded to {done['dtype']}; the "
+            f"graph's scores agree with xpnet's to {done['dtype']} precision",
+            file=sys.stderr,
+        )
+    _say(f"wrote {os.fspath(done['path'])} ({done['format']}, {done['dtype']})")
     return 0
 
 
@@ -612,6 +648,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info}
+COMMANDS["export"] = cmd_export
 
 
 def main(argv: list[str] | None = None) -> int:
