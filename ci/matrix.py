@@ -1,7 +1,11 @@
 """Run the parity matrix and print it as a table: backend row x test group.
 
     python ci/matrix.py                 # every backend present (see tests/conftest.py)
-    XPNET_TEST_BACKENDS=cupy,torch python ci/matrix.py --out ci/matrix-gpu.md
+    XPNET_TEST_BACKENDS=cupy,torch:cuda:0 python ci/matrix.py --out ci/matrix-gpu.md
+    XPNET_TEST_BACKENDS=cupy:cuda:1 python ci/matrix.py  # a second GPU
+
+A backend may name its device (``torch:cuda:0``, ``cupy:cuda:1``); the row is then called
+``torch@cuda:0-float32``. A named device this host lacks skips its rows with the reason.
 
 Each cell is ``passed/failed/skipped``. Tests that do not take a backend row are counted
 in the row ``(any)``. Extra arguments after ``--`` go to pytest. Exit code: pytest's.

@@ -1,9 +1,10 @@
 """Check xpnet's guarantees under hostile inputs and faults, and print what was tried.
 
-    python ci/robustness.py          # hostile inputs, SIGKILLs, SIGINT, full/read-only disk, resumes
+    python ci/robustness.py          # hostile inputs, SIGKILLs, SIGINT, full/read-only disk, resumes, --out
 
-Runs tests/test_hostile.py and tests/test_faults.py on every backend present, with each test
-counting what it threw at xpnet, then prints the totals. Exit code: pytest's.
+Runs the tests in FILES (hostile inputs to the library, the CLI and the backend seam; faults;
+lost work) on every backend present, with each test counting what it threw at xpnet, then
+prints the totals. Exit code: pytest's.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FILES = [  # the tests that attack xpnet: hostile inputs, faults, lost work
+    "tests/test_hostile.py", "tests/test_hostile_lib.py", "tests/test_hostile_cli.py",
+    "tests/test_backend_seam.py", "tests/test_faults.py", "tests/test_lost_work.py",
+]
 
 
 def main() -> int:
     log = Path(tempfile.mkdtemp(prefix="xpnet-robustness-")) / "tally.tsv"
     env = {**os.environ, "XPNET_ROBUSTNESS_LOG": str(log)}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "tests/test_hostile.py", "tests/test_faults.py", *sys.argv[1:]]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FILES, *sys.argv[1:]]
     print("$", " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=ROOT, env=env)
     counts: Counter = Counter()

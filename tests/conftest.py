@@ -1,10 +1,12 @@
 """The parity matrix: one fixture, ``be``, runs a test on every backend present.
 
-Rows (backend, device, dtype) come from ``XPNET_TEST_BACKENDS`` (comma-separated backend
-names; default: every installed CPU backend, plus cupy when a CUDA device is usable).
-array_api_strict also runs on its simulated ``device1`` and ``no_float64`` devices, so a
-forgotten ``device=`` or ``dtype=`` fails on a CPU-only machine. Absent backends are
-skipped with the reason. ``XPNET_TEST_DTYPES`` limits the dtypes (default: both).
+Rows (backend, device, dtype) come from ``XPNET_TEST_BACKENDS``: comma-separated backend
+names, each optionally with a device (``numpy,torch:cuda:0,cupy:cuda:1``); default: every
+installed CPU backend, plus cupy when a CUDA device is usable. array_api_strict named
+without a device also runs on its simulated ``device1`` and ``no_float64`` devices, so a
+forgotten ``device=`` or ``dtype=`` fails on a CPU-only machine. Absent backends, and
+devices this machine lacks, are skipped with the reason; an unknown backend name stops the
+run with a usage error. ``XPNET_TEST_DTYPES`` limits the dtypes (default: both).
 
 Test ids start with the row, e.g. ``test_x[torch-float32]``; ``ci/matrix.py`` groups the
 results into a table by that id and by test module.
@@ -12,7 +14,6 @@ results into a table by that id and by test module.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -41,24 +42,27 @@ class Row:
         return f"{self.backend}{dev}-{self.dtype}"
 
 
-def _rows() -> list[Row]:
-    wanted = os.environ.get("XPNET_TEST_BACKENDS", "").strip()
-    names = [n.strip() for n in wanted.split(",") if n.strip()] or [
-        n for n in B.BACKENDS if n != "cupy" or _cupy_usable()
+def _rows(wanted: str | None = None) -> list[Row]:
+    """The matrix rows named by ``wanted`` (default: ``$XPNET_TEST_BACKENDS``)."""
+    if wanted is None:
+        wanted = os.environ.get("XPNET_TEST_BACKENDS", "")
+    entries = [e.strip() for e in wanted.split(",") if e.strip()]
+    pairs = [(n.strip(), d.strip() or None) for n, _, d in (e.partition(":") for e in entries)] or [
+        (n, None) for n in B.BACKENDS if n != "cupy" or _cupy_usable()
     ]
     dtypes = [d.strip() for d in os.environ.get("XPNET_TEST_DTYPES", "float32,float64").split(",")]
     rows = []
-    for name in names:
+    for name, device in pairs:
         for dt in dtypes:
-            rows.append(Row(name, None, dt))
-        if name == "array_api_strict":
+            rows.append(Row(name, device, dt))
+        if name == "array_api_strict" and device is None:
             rows.append(Row(name, "device1", "float32"))
             rows.append(Row(name, "no_float64", "float32"))
     return rows
 
 
 def _cupy_usable() -> bool:
-    if importlib.util.find_spec("cupy") is None:
+    if not B.installed("cupy"):
         return False
     try:
         B.resolve("cupy")
@@ -68,6 +72,15 @@ def _cupy_usable() -> bool:
 
 
 ROWS = _rows()
+
+
+def pytest_configure(config):
+    unknown = sorted({r.backend for r in ROWS} - set(B.BACKENDS))
+    if unknown:
+        raise pytest.UsageError(
+            f"XPNET_TEST_BACKENDS names unknown backend(s) {unknown}; valid: {', '.join(B.BACKENDS)}, "
+            "each optionally with a device, e.g. torch:cuda:0"
+        )
 
 
 @pytest.fixture(params=ROWS, ids=[r.id for r in ROWS])

@@ -8,11 +8,14 @@ which targets were checked.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import tally
 
 from xpnet import bench
 
@@ -51,8 +54,104 @@ def test_workload_flops_count_the_needed_matmuls():
 
 
 def test_unknown_workload_is_an_error():
-    with pytest.raises(SystemExit):
-        bench.main(["--quick", "--workloads", "W9", "--threads", "1", "--no-memory"])
+    assert bench.main(["--quick", "--workloads", "W9", "--threads", "1", "--no-memory"]) == 2
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--threads", "0"], "--threads: expected a positive integer, got '0'"),
+    (["--threads", "-2"], "--threads: expected a positive integer, got '-2'"),
+    (["--threads", "1.5"], "--threads: expected a positive integer"),
+    (["--repeats", "0"], "--repeats: expected a positive integer"),
+    (["--backends", "tensorflow"], "unknown backend(s) ['tensorflow']"),
+    (["--backends", ","], "--backends ','"),
+    (["--json", "{tmp}/missing/x.json"], "does not exist; create it first"),
+    (["--markdown", "{tmp}"], "is a folder"),
+])
+def test_bad_flags_are_usage_errors_before_anything_is_measured(flags, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "run", lambda args: pytest.fail("measured despite bad flags"))
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    assert bench.main(["--quick", "--no-memory", *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    tally("hostile inputs")
+
+
+def test_bad_thread_environment_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setenv("XPNET_BENCH_THREADS", "zero")
+    monkeypatch.setattr(bench, "run", lambda args: pytest.fail("measured despite bad XPNET_BENCH_THREADS"))
+    assert bench.main(["--quick"]) == 2
+    assert "XPNET_BENCH_THREADS: expected a positive integer, got 'zero'" in capsys.readouterr().err
+
+
+def test_xpnet_bench_bad_flag_from_the_command_line_has_no_traceback(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "xpnet", "bench", "--threads", "0", "--json",
+                          str(tmp_path / "no" / "x.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate(timeout=30)
+    assert p.returncode == 2 and "--threads" in err and "Traceback" not in err, err
+
+
+def test_results_are_written_before_the_table(tmp_path, monkeypatch, capsys):
+    """A bug in the table must not lose the measurements."""
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # measure in this process
+    monkeypatch.setattr(bench, "table", lambda result: 1 / 0)
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--quick", "--backends", "numpy", "--workloads", "W3", "--no-memory", "--threads", "1",
+                     "--json", str(out)])
+    assert rc == 1 and "the results are in" in capsys.readouterr().err
+    assert "xpnet[numpy]" in json.loads(out.read_text())["cpu"]["W3"]["timings"]
+
+
+def _gpu_result():
+    t = {"steps_timed": 10, "steps_per_epoch": 600}
+    return {"cpu": {}, "gpu": {"W1": {"workload": "W1", "timings": {
+        "xpnet[cupy]": {"epoch_s": 0.30, **t}, "torch native CUDA": {"epoch_s": 0.20, **t}}}},
+        "errors": {"W1 xpnet[torch cuda:0]": "RuntimeError: CUDA error: out of memory"},
+        "targets": [], "notes": []}
+
+
+def test_table_takes_gpu_rows_without_a_floor_and_shows_errors():
+    text = bench.table(_gpu_result())
+    assert "| W1 | xpnet[cupy] | 0.3000 | - | 1.50x | - |" in text
+    assert "floor (FLOPs" not in text  # no floor row where no floor was measured
+    assert "- W1 xpnet[torch cuda:0]: RuntimeError: CUDA error: out of memory" in text
+
+
+class Failing(bench.Contender):
+    def __init__(self, name, when):
+        self.name, self.when, self.calls = name, when, 0
+
+    def step(self, i):
+        self.calls += 1
+        if self.calls > self.when:
+            raise RuntimeError(f"{self.name} kernel failed")
+
+
+def test_a_failing_contender_is_dropped_and_its_error_kept_under_its_own_name():
+    w = bench.Workload("W3", "tiny", (4, 3, 2), 40, 4)
+    errors = {}
+    timings = bench.measure(w, [Failing("a", 0), Failing("b", 2), Failing("ok", 10**9)], 3, 1, errors)
+    assert set(timings) == {"ok"} and len(timings["ok"]["samples_s"]) == 3
+    assert errors == {"W3 a": "RuntimeError: a kernel failed", "W3 b": "RuntimeError: b kernel failed"}
+
+
+def test_both_gpu_contenders_errors_are_kept():
+    def boom(msg):
+        def make(w, X, T):
+            raise RuntimeError(msg)
+        return make
+
+    errors = {}
+    w = bench.Workload("W3", "tiny", (4, 3, 2), 40, 4)
+    out = bench.contenders_for(w, None, None, [], {"xpnet[cupy]": boom("no nvrtc"),
+                                                    "torch native CUDA": boom("no cuda")}, errors)
+    assert out == [] and errors == {"W3 xpnet[cupy]": "RuntimeError: no nvrtc",
+                                    "W3 torch native CUDA": "RuntimeError: no cuda"}
 
 
 def test_runs_as_a_module():
@@ -70,6 +169,6 @@ def test_inlined_ops_contender_trains_exactly_like_xpnet():
     for i in range(6):
         a.step(i % 3)
         b.step(i % 3)
-    for k, (W, bias) in enumerate(b.params):
+    for k, (W, bias) in enumerate(b.params):  # the very same arithmetic: bit for bit
         np.testing.assert_array_equal(a.model.params[f"W{k + 1}"], W)
         np.testing.assert_array_equal(a.model.params[f"b{k + 1}"], bias)

@@ -271,9 +271,22 @@ def test_training_does_not_switch_off_the_models_label_check():
     tally("hostile inputs", 1)
 
 
+def test_a_binary_model_trains_on_0_1_labels_and_reports_its_true_accuracy(be):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4))
+    t = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = X.mlp([4, 8, 1], loss="sigmoid", seed=0, backend=be)
+    data = (be.asarray(x[:160]), be.asarray(t[:160]), be.asarray(x[160:]), be.asarray(t[160:]))
+    history = T.Trainer(model, X.Adam(lr=0.05), data, batch_size=32, log=None).fit(40)
+    host = X.to_numpy(model.predict(be.asarray(x[160:])))[:, 0]
+    truth = float(np.mean((host > 0) == t[160:]))
+    assert truth > 0.9
+    assert history.last["test_acc"] == pytest.approx(truth, abs=1e-6)
+
+
 @pytest.mark.parametrize("labels, message", [
-    (np.array([0, 2] * 80), "targets in {0, 1}"),
-    (np.full((160, 2), 0.5), "shape"),
+    (np.array([0, 2] * 80), "binary labels must be 0 or 1"),
+    (np.full((160, 2), 0.5), r"shape \(N,\) or \(N, 1\)"),
 ])
 def test_a_binary_model_refuses_labels_that_are_not_0_1(labels, message):
     be = X.get_backend()
@@ -415,3 +428,48 @@ def test_decision_regions_of_a_binary_model_use_the_sign_of_its_score():
     model.params["b1"][...] = 0.0
     xx, _, classes = decision_regions(model, np.array([[-1.0, -1.0], [1.0, 1.0]]), resolution=11)
     assert np.array_equal(classes, (xx > 0).astype(np.int64))
+
+
+def _edit_meta(path, **changes):
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    desc = json.loads(arrays["__xpnet__"].tobytes().decode())
+    desc["meta"].update(changes)
+    arrays["__xpnet__"] = np.frombuffer(json.dumps(desc).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"epoch": "abc"}, "epoch"), ({"epoch": -3}, "epoch"), ({"history": "nope"}, "history"),
+    ({"history": [{"epoch": 1}] * 30}, "history"), ({"batch_size": 0}, "batch_size"),
+    ({"loader_rng": [1, 2]}, "loader_rng"),
+])
+def test_resume_from_a_hand_edited_run_state_is_a_checkpoint_error(good_run, capsys, changes, key):
+    out, _ = good_run
+    _edit_meta(out / "checkpoint.npz", **changes)
+    code, _, err = train_cli(capsys, "--resume", out / "checkpoint.npz", "--epochs", 30)
+    assert code == 1 and f"meta.{key} is" in err and "cannot be resumed" in err
+    tally("hostile inputs", 1)
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_named():
+    with pytest.raises(ConfigError, match=r"takes 4 features and gives 3 outputs, but dataset 'digits' has 64 "
+                                          r"features and 10 classes"):
+        T.Trainer(X.mlp([4, 8, 3]), X.SGD(lr=0.1), datasets.digits(), log=None)
+    tally("hostile inputs", 1)
+
+
+def test_the_trainer_runs_its_epochs_with_the_models_device_current(monkeypatch):
+    import contextlib
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording(x):
+        entered.append(x)
+        yield
+
+    monkeypatch.setattr(T, "device_context", recording)
+    model = X.mlp([4, 3], seed=0)
+    T.Trainer(model, X.SGD(lr=0.1), datasets.iris(), batch_size=30, log=None).fit(2)
+    assert len(entered) == 1 and entered[0] is not None

@@ -21,6 +21,7 @@ from .errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     BackendUnavailableError,
+    CallOrderError,
     CheckpointError,
     ConfigError,
     DataError,
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .functional import (
     accuracy,
+    check_binary_labels,
     check_labels,
     cross_entropy,
     log_softmax,
@@ -64,9 +66,9 @@ __all__ = [
     "BACKENDS", "Backend", "backend_name", "get_backend", "set_backend", "to_backend", "to_numpy",
     "use_backend",
     "BackendError", "BackendMismatchError", "BackendNotInstalledError", "BackendUnavailableError",
-    "CheckpointError", "ConfigError", "DataError", "DTypeError", "LabelError", "NonFiniteError",
+    "CallOrderError", "CheckpointError", "ConfigError", "DataError", "DTypeError", "LabelError", "NonFiniteError",
     "OutputError", "ShapeError", "XPNetError",
-    "accuracy", "check_labels", "cross_entropy", "log_softmax", "logsumexp", "one_hot", "relu",
+    "accuracy", "check_binary_labels", "check_labels", "cross_entropy", "log_softmax", "logsumexp", "one_hot", "relu",
     "sigmoid", "softmax",
     "Affine", "BatchNormalization", "Dropout", "MatMul", "ReLU", "Repeat", "Sigmoid", "Softmax",
     "Sum", "Tanh",

@@ -7,10 +7,21 @@ else receives arrays and takes the namespace from them (:func:`namespace`).
 Choosing, from strongest to weakest:
 
 1. explicit arguments (``get_backend("torch")``, ``mlp(..., backend="torch")``);
-2. the in-code choice: ``set_backend(...)`` for the process, or ``with use_backend(...)``
-   for a block (restored on exit);
+2. the in-code choice: ``with use_backend(...)`` for a block (blocks nest: an inner block
+   changes only what it names, and the choice is per thread / per context), then
+   ``set_backend(...)``, the process default (a block in force overrides it; after the
+   block ends, the ``set_backend`` choice is in force, even one made inside the block);
 3. the environment: ``XPNET_BACKEND``, ``XPNET_DEVICE``, ``XPNET_DTYPE``;
 4. the default: numpy on the CPU in float32.
+
+A device goes with the backend it was given with: ``XPNET_DEVICE`` with ``XPNET_BACKEND``,
+the device of ``set_backend``/``use_backend`` with that call's backend. Given without a
+backend (``XPNET_DEVICE`` alone, ``use_backend(device=...)``), it is for whichever backend
+is used. The backend a device is for always honours it: a device it cannot use is an error,
+never ignored. A device given for another backend is used where it exists for this one
+(``XPNET_BACKEND=cupy XPNET_DEVICE=cuda:1`` and ``get_backend("torch")``: torch on cuda:1),
+and otherwise leaves this backend on its default device (``to_backend(x, "numpy")`` still
+works under ``XPNET_BACKEND=torch XPNET_DEVICE=cuda:0``).
 
 A backend is imported the first time it is chosen, never at ``import xpnet``; nothing
 ever falls back silently to another backend.
@@ -19,12 +30,13 @@ ever falls back silently to another backend.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +49,7 @@ from .errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     BackendUnavailableError,
+    DTypeError,
 )
 
 BACKENDS = ("numpy", "cupy", "torch", "jax", "dask", "array_api_strict")
@@ -44,10 +57,16 @@ DTYPES = ("float32", "float64")
 DEFAULT_BACKEND = "numpy"
 DEFAULT_DTYPE = "float32"
 
+# What CuPy needs besides the driver: the CUDA libraries it loads (NVRTC, cuBLAS...).
+CUPY_INSTALL = (
+    "pip install 'xpnet[cuda12]' (CUDA 12 driver) or 'xpnet[cuda13]' (CUDA 13 driver); these "
+    "install cupy-cuda12x[ctk] / cupy-cuda13x[ctk], which bring the CUDA libraries CuPy loads, "
+    "so only the NVIDIA driver is needed (or install a CUDA toolkit and plain cupy-cuda12x)"
+)
 # pip command that installs each backend (the package's extras are named the same).
 INSTALL_HINT = {
     "numpy": "pip install numpy",
-    "cupy": "pip install 'xpnet[cuda12]' (CUDA 12) or 'xpnet[cuda13]' (CUDA 13)",
+    "cupy": CUPY_INSTALL,
     "torch": "pip install 'xpnet[torch]' (CPU-only: pip install torch --index-url "
     "https://download.pytorch.org/whl/cpu)",
     "jax": "pip install 'xpnet[jax]'",
@@ -68,20 +87,40 @@ _MODULE = {
 def _import(name: str):
     try:
         return importlib.import_module(_MODULE[name])
-    except ImportError as e:
-        raise BackendNotInstalledError(
-            f"backend {name!r} is not installed ({e}); install it with: {INSTALL_HINT[name]}"
+    except Exception as e:  # a broken install (missing .so, CUDA error) must be a sentence too
+        if isinstance(e, ImportError) and not installed(name):
+            raise BackendNotInstalledError(
+                f"backend {name!r} is not installed ({e}); install it with: {INSTALL_HINT[name]}"
+            ) from e
+        raise BackendUnavailableError(
+            f"backend {name!r} is installed but fails to import ({type(e).__name__}: {e}); "
+            f"reinstall it: {INSTALL_HINT[name]}"
         ) from e
 
 
 def _cupy_unusable_reason(cupy) -> str | None:
-    """Why CuPy cannot run here (no driver, no device), or None when it can."""
+    """Why CuPy cannot run here (no driver, no device, no CUDA libraries), or None.
+
+    Counting devices is not enough: with the driver but without NVRTC or cuBLAS (CuPy 14
+    raises ``DynamicLibNotFoundError``, CuPy 13 ``RuntimeError("CuPy failed to load
+    libnvrtc...")``) the first kernel fails. So a real one runs: an elementwise kernel and
+    a reduction (NVRTC) and a matmul (cuBLAS), read back once.
+    """
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDARuntimeError, or a missing libcuda
         return f"no usable CUDA driver or device ({type(e).__name__}: {e})"
     if count == 0:
         return "the CUDA driver reports no GPU device"
+    try:
+        with cupy.cuda.Device(0):
+            a = cupy.ones((2, 2), dtype=cupy.float32)
+            got = float((a @ a + 1.0).sum())
+    except Exception as e:
+        return (f"a first CUDA kernel on GPU 0 failed ({type(e).__name__}: {e}); the CUDA "
+                f"libraries CuPy loads are missing or broken. Install them: {CUPY_INSTALL}")
+    if got != 12.0:
+        return f"a first CUDA kernel on GPU 0 computed {got}, not 12.0: the GPU or driver is faulty"
     return None
 
 
@@ -108,7 +147,6 @@ def _load_namespace(name: str):
 
         return ns
     if name == "dask":
-        _import("dask")
         import array_api_compat.dask.array as ns
 
         return ns
@@ -119,68 +157,134 @@ def _load_namespace(name: str):
     return mod  # array_api_strict is its own namespace
 
 
-def _parse_device(name: str, spec: str | None) -> Any:
-    """Turn the user's device string into the backend's own device object."""
+# --------------------------------------------------------------------------- devices
+def _valid_devices(name: str) -> list[str]:
+    """The devices of backend ``name`` usable here, as a user types them for XPNET_DEVICE."""
     if name in ("numpy", "dask"):
-        if spec not in (None, "cpu"):
-            raise BackendError(f"backend {name!r} has only the device 'cpu'; got {spec!r}")
+        return ["cpu"]
+    if name == "torch":
+        import torch
+
+        out = ["cpu"]
+        if torch.cuda.is_available():
+            out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            out.append("mps")
+        return out
+    if name == "cupy":
+        import cupy
+
+        try:
+            return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+        except Exception:
+            return []
+    if name == "jax":
+        import jax
+
+        return [device_label(d) for d in jax.devices()]
+    import array_api_strict as xs
+
+    info = xs.__array_namespace_info__()
+    return [d._device for d in info.devices() if "int64" in info.dtypes(device=d, kind="signed integer")]
+
+
+def _bad_device(name: str, spec: str, why: str = "", unavailable: bool = False):
+    valid = _valid_devices(name)
+    cls = BackendUnavailableError if unavailable else BackendError
+    return cls(
+        f"backend {name!r} has no device {spec!r}{why}; valid devices here: "
+        f"{', '.join(valid) or '(none)'}. Set XPNET_DEVICE or --device to one of them "
+        "(or leave it unset for the backend's first device)"
+    )
+
+
+def _parse_device(name: str, spec: str | None) -> Any:
+    """Turn the user's device string into the backend's own device object.
+
+    Every failure is a :class:`BackendError` naming the backend, the device given and the
+    valid devices.
+    """
+    text = None if spec is None else spec.strip()
+    if text == "":
+        raise _bad_device(name, spec, " (the device name is empty)")
+    if name in ("numpy", "dask"):
+        if text not in (None, "cpu", "cpu:0"):
+            raise _bad_device(name, spec, f": {name} arrays live in host memory only")
         return "cpu"
     if name == "torch":
         import torch
 
-        try:
-            dev = torch.device(spec or "cpu")
-        except (RuntimeError, TypeError) as e:
-            raise BackendError(f"bad torch device {spec!r}: {e}. Examples: 'cpu', 'cuda:0'") from e
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"torch device {spec!r} asked for, but torch sees no usable CUDA device "
-                f"(torch {torch.__version__}); use XPNET_DEVICE=cpu"
-            )
-        return dev
+        m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", text or "cpu")
+        if m is None:
+            raise _bad_device(name, spec)
+        kind, index = m.group(1), int(m.group(2) or 0)
+        if kind == "cpu" and index == 0:
+            return torch.device("cpu")
+        if kind == "mps" and index == 0 and "mps" in _valid_devices(name):
+            return torch.device("mps")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise _bad_device(name, spec, f" (torch {torch.__version__} sees no usable CUDA device)", True)
+        if kind == "cuda" and index < torch.cuda.device_count():
+            return torch.device("cuda", index)
+        raise _bad_device(name, spec)
     if name == "cupy":
         import cupy
 
-        text = (spec or "cuda:0").removeprefix("cuda").lstrip(":") or "0"
-        if not text.isdigit():
-            raise BackendError(f"bad cupy device {spec!r}; expected 'cuda', 'cuda:N' or 'N'")
-        n = int(text)
-        count = cupy.cuda.runtime.getDeviceCount()
-        if n >= count:
-            raise BackendError(f"cupy device {spec!r} asked for, but only {count} GPU(s) are visible")
+        m = re.fullmatch(r"(?:cuda(?::(\d+))?|(\d+))", text or "cuda:0")
+        if m is None:
+            raise _bad_device(name, spec, ": expected 'cuda', 'cuda:N' or 'N'")
+        n = int(m.group(1) or m.group(2) or 0)
+        if n >= cupy.cuda.runtime.getDeviceCount():
+            raise _bad_device(name, spec)
         return cupy.cuda.Device(n)
     if name == "jax":
         import jax
 
-        devices = jax.devices()
-        if spec is None:
-            return devices[0]
-        platform, _, index = spec.partition(":")
-        platform = {"cuda": "gpu"}.get(platform, platform)
+        if text is None:
+            return jax.devices()[0]
+        m = re.fullmatch(r"(cpu|gpu|cuda|rocm|tpu)(?::(\d+))?", text)
+        if m is None:
+            raise _bad_device(name, spec)
         try:
-            found = jax.devices(platform)
+            found = jax.devices({"cuda": "gpu", "rocm": "gpu"}.get(m.group(1), m.group(1)))
         except RuntimeError as e:
-            raise BackendError(f"jax has no {platform!r} device ({e}); seen: {devices}") from e
-        i = int(index or 0)
-        if i >= len(found):
-            raise BackendError(f"jax device {spec!r} asked for; only {found} exist")
-        return found[i]
-    # array_api_strict: CPU_DEVICE, device1, device2, no_float64, no_x64 (simulated devices)
+            raise _bad_device(name, spec, f" ({e})") from None
+        index = int(m.group(2) or 0)
+        if index >= len(found):
+            raise _bad_device(name, spec)
+        return found[index]
+    # array_api_strict: CPU_DEVICE, device1, device2, no_float64 (simulated devices)
     import array_api_strict as xs
 
-    names = [d._device for d in xs.__array_namespace_info__().devices()]
-    spec = spec or "CPU_DEVICE"
-    if spec == "cpu":
-        spec = "CPU_DEVICE"
-    if spec not in names:
-        raise BackendError(f"array_api_strict has no device {spec!r}; valid devices: {names}")
-    return xs.Device(spec)
+    text = {None: "CPU_DEVICE", "cpu": "CPU_DEVICE"}.get(text, text)
+    if text not in _valid_devices(name):
+        known = [d._device for d in xs.__array_namespace_info__().devices()]
+        why = " (it has no int64, which xpnet needs for labels)" if text in known else ""
+        raise _bad_device(name, spec, why)
+    return xs.Device(text)
+
+
+def device_label(d) -> str:
+    """A device as a user types it for XPNET_DEVICE: 'cpu', 'cuda:0', 'device1'...
+
+    CuPy's devices print as ``<CUDA Device 0>``, which XPNET_DEVICE does not take.
+    """
+    if type(d).__module__.split(".")[0] == "cupy" and hasattr(d, "id"):
+        return f"cuda:{d.id}"
+    text = str(d)
+    if text.startswith("array_api_strict.Device("):
+        return text.split("'")[1]
+    return text
 
 
 # --------------------------------------------------------------------------- the Backend
 @dataclass(frozen=True)
 class Backend:
-    """A resolved choice: the namespace ``xp``, the ``device`` and the float ``dtype``."""
+    """A resolved choice: the namespace ``xp``, the ``device`` and the float ``dtype``.
+
+    Hashable (by name, device label and dtype), also on CuPy, whose devices are not.
+    """
 
     name: str
     xp: Any = field(repr=False)
@@ -188,13 +292,18 @@ class Backend:
     dtype: Any
     dtype_name: str
 
-    def asarray(self, a, dtype: Any = None):
-        """Move a host (NumPy) array or Python scalar onto this backend's device.
+    def __hash__(self) -> int:
+        return hash((self.name, device_label(self.device), self.dtype_name))
 
-        Float data take this backend's dtype unless ``dtype`` says otherwise; integer
-        data keep their integer kind (labels).
+    def asarray(self, a, dtype: Any = None):
+        """Move data onto this backend's device: a NumPy array, a Python scalar or list, or
+        an array of any backend (a device array is copied to the host, then moved).
+
+        Float data take this backend's dtype unless ``dtype`` says otherwise (the cast is
+        done on the host, so only the final bytes travel); integer and bool data keep
+        their kind (labels). Strings and Python objects raise :class:`DTypeError`.
         """
-        a = np.asarray(a)
+        a = to_numpy(a)
         if dtype is None:
             dtype = self.dtype if a.dtype.kind == "f" else None
         return _from_host(self.name, self.xp, self.device, a, dtype)
@@ -202,31 +311,76 @@ class Backend:
     def zeros(self, shape, dtype: Any = None):
         return self.asarray(np.zeros(shape), dtype)
 
+    def activate(self):
+        """``with be.activate():`` makes this backend's device the current one for the block.
+
+        CuPy runs elementwise kernels, matmuls, reductions and ``*_like`` on its *current*
+        device, whatever device the arrays are on (array-api-compat ignores ``device=`` for
+        those); so work on ``cuda:1`` must run inside this block. On every other backend
+        the device travels with the arrays and this is a no-op.
+        """
+        if self.name == "cupy":
+            return self.device  # a cupy.cuda.Device is a context manager
+        return contextlib.nullcontext(self)
+
     @property
     def supports_float64(self) -> bool:
         return _supports_float64(self.xp, self.device)
 
     def __str__(self) -> str:
-        return f"{self.name} on {self.device} ({self.dtype_name})"
+        return f"{self.name} on {device_label(self.device)} ({self.dtype_name})"
 
 
 def _from_host(name: str, xp, dev, a: np.ndarray, dtype):
-    if not a.flags.writeable:  # e.g. np.asarray of a jax array; torch warns on read-only memory
-        a = a.copy()
-    if name == "cupy":
-        with dev:
-            out = xp.asarray(a)
-            return out if dtype is None else xp.astype(out, dtype)
-    if name == "jax":
-        import jax
+    """Put host array ``a`` on device ``dev`` of backend ``name``, cast to ``dtype`` (or
+    keeping its own dtype when None). The cast is done on the host, before the copy."""
+    if a.dtype.kind not in "biufc":
+        raise DTypeError(
+            f"cannot move an array of dtype {a.dtype} (strings, objects or dates) to backend "
+            f"{name!r}: expected numbers or booleans. Convert it first, e.g. np.asarray(a, dtype=float)"
+        )
+    original = a
+    if dtype is not None:
+        a = a.astype(host_dtype(dtype), copy=False)
+    if not a.flags.writeable or any(s < 0 for s in a.strides):
+        a = a.copy()  # torch refuses negative strides and warns on read-only memory
+    try:
+        if name == "cupy":
+            with dev:
+                return xp.asarray(a)
+        if name == "jax":
+            import jax
 
-        out = jax.device_put(a, dev)
-        return out if dtype is None else xp.astype(out, dtype)
-    if name == "dask":
-        return xp.asarray(a if dtype is None else a.astype(host_dtype(dtype)))
-    if name == "numpy":
-        return a.astype(dtype, copy=True) if dtype is not None else a.copy()
-    return xp.asarray(a, device=dev, dtype=dtype) if dtype is not None else xp.asarray(a, device=dev)
+            if a.dtype.itemsize == 8 and a.dtype.kind in "fc":  # keep float64: no silent float32
+                jax.config.update("jax_enable_x64", True)
+            return jax.device_put(a, dev)
+        if name == "dask":
+            return xp.asarray(a)
+        if name == "numpy":
+            return a.copy() if a is original else a  # never the caller's own memory
+        if name == "torch" and dev.type == "cuda" and a.nbytes <= PINNED_UPLOAD_MAX:
+            return _torch_upload_async(a, dev)
+        return xp.asarray(a, device=dev)
+    except (TypeError, ValueError) as e:
+        raise DTypeError(
+            f"backend {name!r} on device {device_label(dev)} cannot hold an array of dtype "
+            f"{a.dtype} ({e}); cast it to a dtype it has first (float32, int32...)"
+        ) from e
+
+
+# Host arrays up to this size go to a torch CUDA device through pinned memory, without a
+# host sync; larger ones (a dataset, moved once) take the plain blocking copy, so that no
+# large pinned buffer stays cached.
+PINNED_UPLOAD_MAX = 16 * 2**20
+
+
+def _torch_upload_async(a: np.ndarray, dev):
+    """Copy ``a`` to torch CUDA device ``dev`` without blocking the host: into pinned memory
+    (a copy, so the caller may reuse ``a``), then a non-blocking transfer. ``torch.asarray(a,
+    device=cuda)`` would wait for the copy (Dropout's per-step mask, batch indices)."""
+    import torch
+
+    return torch.from_numpy(a).pin_memory().to(dev, non_blocking=True)
 
 
 def host_dtype(dtype) -> np.dtype:
@@ -249,9 +403,11 @@ def _supports_float64(xp, dev) -> bool:
         return True
 
 
+# --------------------------------------------------------------------------- choosing
 _cache: dict[tuple, Backend] = {}
 _lock = threading.Lock()
-_chosen: list[dict] = []  # stack of in-code choices; the last one wins
+_process: dict = {}  # set_backend's choice: the process default, shared by every thread (replaced whole)
+_blocks: contextvars.ContextVar[tuple[dict, ...]] = contextvars.ContextVar("xpnet_use_backend", default=())
 
 
 def _env(var: str) -> str | None:
@@ -259,18 +415,65 @@ def _env(var: str) -> str | None:
     return value or None
 
 
+def _backend_name(name: str, where: str = "") -> str:
+    norm = name.strip().lower().replace("-", "_")
+    if norm not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}{where}; valid backends: {', '.join(BACKENDS)}")
+    return norm
+
+
+def _in_code() -> dict:
+    """The in-code choice: ``set_backend``'s, then each ``use_backend`` block, inner last.
+
+    Each changes only what it names. ``owner`` is the backend a device was given with
+    (None: given alone, for whichever backend is used).
+    """
+    merged: dict = {}
+    for layer in (_process, *_blocks.get()):
+        if layer.get("backend"):
+            merged.update(backend=layer["backend"], device=layer.get("device"), owner=layer["backend"])
+        elif layer.get("device"):
+            merged.update(device=layer["device"], owner=merged.get("backend"))
+        if layer.get("dtype"):
+            merged["dtype"] = layer["dtype"]
+    return merged
+
+
+def _fits(backend: str, spec: str) -> bool:
+    try:
+        _load_namespace(backend)
+        _parse_device(backend, spec)
+        return True
+    except BackendError:
+        return False
+
+
+def _device_for(backend: str, code: dict) -> str | None:
+    """The device to use for ``backend`` when none is given explicitly (see the module doc)."""
+    if code.get("device"):
+        spec, owner = code["device"], code.get("owner")
+    elif _env("XPNET_DEVICE"):
+        spec, owner = _env("XPNET_DEVICE"), _env("XPNET_BACKEND")
+        owner = owner and _backend_name(owner, " in XPNET_BACKEND")
+    else:
+        return None
+    if owner is None or owner == backend or _fits(backend, spec):
+        return spec
+    return None
+
+
 def resolve(backend: str | None = None, device: str | None = None, dtype: str | None = None) -> Backend:
     """Resolve a backend choice: explicit arguments, then in-code choice, then environment."""
-    chosen = _chosen[-1] if _chosen else {}
+    code = _in_code()
     if backend is None:
-        backend = chosen.get("backend") or _env("XPNET_BACKEND") or DEFAULT_BACKEND
-        if device is None:
-            device = chosen.get("device") if "backend" in chosen else _env("XPNET_DEVICE")
+        backend = code.get("backend") or _env("XPNET_BACKEND") or DEFAULT_BACKEND
+    backend = _backend_name(backend)
+    if device is None:
+        device = _device_for(backend, code)
+    elif not isinstance(device, str):
+        device = device_label(device)  # a torch.device, a cupy Device...
     if dtype is None:
-        dtype = chosen.get("dtype") or _env("XPNET_DTYPE") or DEFAULT_DTYPE
-    backend = backend.strip().lower().replace("-", "_")
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        dtype = code.get("dtype") or _env("XPNET_DTYPE") or DEFAULT_DTYPE
     if dtype not in DTYPES:
         raise BackendError(f"unknown dtype {dtype!r}; valid float dtypes: {', '.join(DTYPES)}")
     key = (backend, device, dtype)
@@ -285,7 +488,7 @@ def resolve(backend: str | None = None, device: str | None = None, dtype: str | 
             jax.config.update("jax_enable_x64", True)  # otherwise float64 is silently float32
         if dtype == "float64" and not _supports_float64(xp, dev):
             raise BackendError(
-                f"device {dev} of backend {backend!r} does not support float64; "
+                f"device {device_label(dev)} of backend {backend!r} does not support float64; "
                 "use XPNET_DTYPE=float32 (or dtype='float32')"
             )
         be = Backend(backend, xp, dev, getattr(xp, dtype), dtype)
@@ -298,10 +501,16 @@ def resolve(backend: str | None = None, device: str | None = None, dtype: str | 
 get_backend = resolve
 
 
+def _choice(backend, device, dtype) -> dict:
+    return {"backend": backend and _backend_name(backend), "device": device, "dtype": dtype}
+
+
 def set_backend(backend: str | None = None, device: str | None = None, dtype: str | None = None) -> Backend:
-    """Choose the backend for the whole process (beats the environment). Returns it."""
+    """Choose the process default (beats the environment; a ``use_backend`` block in force
+    beats it, and it is in force again when the block ends). Returns the Backend."""
+    global _process
     be = resolve(backend, device, dtype)
-    _chosen[:] = [_choice(backend, device, dtype)]
+    _process = _choice(backend, device, dtype)  # one assignment: other threads see old or new
     return be
 
 
@@ -309,22 +518,14 @@ def set_backend(backend: str | None = None, device: str | None = None, dtype: st
 def use_backend(
     backend: str | None = None, device: str | None = None, dtype: str | None = None
 ) -> Iterator[Backend]:
-    """``with use_backend("torch"):`` chooses a backend for a block and restores the previous one."""
+    """``with use_backend("torch"):`` chooses a backend for a block of this thread (or
+    context). Blocks nest: ``use_backend(dtype="float64")`` inside it keeps torch."""
     be = resolve(backend, device, dtype)
-    _chosen.append(_choice(backend, device, dtype))
+    token = _blocks.set((*_blocks.get(), _choice(backend, device, dtype)))
     try:
         yield be
     finally:
-        _chosen.pop()
-
-
-def _choice(backend, device, dtype) -> dict:
-    c = {}
-    if backend is not None:
-        c["backend"], c["device"] = backend, device
-    if dtype is not None:
-        c["dtype"] = dtype
-    return c
+        _blocks.reset(token)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -382,7 +583,7 @@ def to_numpy(x) -> np.ndarray:
         import array_api_strict as xs
 
         return np.asarray(xs.asarray(x, device=xs.Device("CPU_DEVICE"), copy=True))
-    return np.asarray(x)  # jax and anything with __array__
+    return np.asarray(x)  # jax, Python scalars and lists, anything with __array__
 
 
 def to_backend(x, backend: str | Backend | None = None, device: str | None = None):
@@ -392,12 +593,12 @@ def to_backend(x, backend: str | Backend | None = None, device: str | None = Non
     the current choice. The dtype is kept.
     """
     be = backend if isinstance(backend, Backend) else resolve(backend, device)
-    host = to_numpy(x)
-    return _from_host(be.name, be.xp, be.device, host, None)
+    return _from_host(be.name, be.xp, be.device, to_numpy(x), None)
 
 
 def from_host_like(a: np.ndarray, like) -> Any:
-    """Put host array ``a`` on the namespace and device of array ``like`` (same dtype as ``a``)."""
+    """Put array ``a`` (host, or any backend's) on the namespace and device of array
+    ``like``, keeping the dtype of ``a``."""
     name = backend_name(like)
     xp = namespace(like)
     dev = array_api_compat.device(like)
@@ -405,7 +606,17 @@ def from_host_like(a: np.ndarray, like) -> Any:
         import cupy
 
         dev = cupy.cuda.Device(dev.id)
-    return _from_host(name, xp, dev, np.asarray(a), None)
+    return _from_host(name, xp, dev, to_numpy(a), None)
+
+
+def device_context(x):
+    """``with device_context(x):`` runs the block with array ``x``'s device current: what
+    :meth:`Backend.activate` does, for code that holds arrays, not a Backend (the trainer:
+    ``with device_context(next(iter(model.params.values()))):`` around an epoch). A no-op
+    everywhere but CuPy."""
+    if array_api_compat.is_cupy_array(x):
+        return x.device  # a cupy.cuda.Device
+    return contextlib.nullcontext()
 
 
 def is_writeable(x) -> bool:
@@ -475,23 +686,25 @@ def check_same_backend(x, like, where: str) -> None:
     if namespace(x) is namespace(like) and array_api_compat.device(x) == array_api_compat.device(like):
         return
     got, want = backend_name(x), backend_name(like)
+    dev = device_label(array_api_compat.device(like))
     raise BackendMismatchError(
-        f"{where} expects {want} arrays on device {array_api_compat.device(like)}, got a "
+        f"{where} expects {want} arrays on device {dev}, got a "
         f"{got} array ({type(x).__name__}) on device {_device_or_unknown(x)}. "
-        f"Convert it first: xpnet.to_backend(x, {want!r})"
+        f"Convert it first: xpnet.to_backend(x, {want!r}, device={dev!r})"
     )
 
 
-def _device_or_unknown(x):
+def _device_or_unknown(x) -> str:
     try:
-        return array_api_compat.device(x)
+        return device_label(array_api_compat.device(x))
     except Exception:
         return "?"
 
 
 # --------------------------------------------------------------------------- report
 def installed(name: str) -> bool:
-    return importlib.util.find_spec(_MODULE[name]) is not None
+    mod = _MODULE[name]
+    return mod in sys.modules or importlib.util.find_spec(mod) is not None
 
 
 def describe(name: str) -> dict:
@@ -515,32 +728,15 @@ def describe(name: str) -> dict:
             return info
     try:
         xp = _load_namespace(name)
-        with warnings.catch_warnings():  # torch warns about its internal 'mkldnn' device type
-            warnings.simplefilter("ignore")
-            devices = [d for d in xp.__array_namespace_info__().devices() if _real_device(d)]
-        info["devices"] = [_device_label(d) for d in devices]
-        if name == "jax":  # float64 exists once x64 is on, which xpnet does when float64 is chosen
-            info["float64"] = {_device_label(d): True for d in devices}
-        else:
-            info["float64"] = {_device_label(d): _supports_float64(xp, d) for d in devices}
+        labels = _valid_devices(name)
+        info["devices"] = labels
+        # jax: float64 exists once x64 is on, which xpnet does when float64 is chosen
+        info["float64"] = {d: name == "jax" or _supports_float64(xp, _parse_device(name, d)) for d in labels}
         info["usable"] = True
     except BackendError as e:
         info["usable"] = False
         info["why"] = str(e)
     return info
-
-
-def _real_device(d) -> bool:
-    """Leave out what the inspection API lists but no user picks (None, torch's 'meta')."""
-    return d is not None and str(d) != "meta"
-
-
-def _device_label(d) -> str:
-    """A device as a user types it for XPNET_DEVICE: 'cpu', 'cuda:0', 'device1'..."""
-    text = str(d)
-    if text.startswith("array_api_strict.Device("):
-        return text.split("'")[1]
-    return text
 
 
 def available() -> list[str]:

@@ -34,6 +34,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -110,6 +111,8 @@ class Contender:
 
     name = "?"
     kind = "cpu"  # "cpu" (wall clock) or "cuda" (timed with device events)
+    lib = "numpy"  # the library whose CUDA events time it ("cupy" or "torch") when kind is "cuda"
+    backend = None  # the xpnet backend, for xpnet's own contenders
 
     def step(self, i: int) -> None:
         raise NotImplementedError
@@ -241,6 +244,7 @@ class XPNetOpsInlined(Contender):
         self.params = [(W.copy(), b.copy()) for W, b in init_weights(w)]
         self.work = [(np.empty_like(W), np.empty_like(b)) for W, b in self.params]
         self.classes = w.sizes[-1]
+        self.fmax = float(np.finfo(np.float32).max)
 
     def step(self, i):
         xp, B = self.xp, self.B
@@ -251,14 +255,17 @@ class XPNetOpsInlined(Contender):
             h = acts[-1] @ W + b
             if k < L - 1:
                 pre.append(h)
-                h = xp.maximum(h, 0.0)
+                h = xp.where(h < 0, 0.0, h)
             acts.append(h)
         s = acts[-1]
         m = xp.max(s, axis=-1, keepdims=True)
-        logp = s - (m + xp.log(xp.sum(xp.exp(s - m), axis=-1, keepdims=True)))
+        half = 0.5 * self.fmax
+        xs = xp.maximum(s, xp.maximum(m, -half) - half)  # log-softmax as xpnet's, overflow-proof
+        d = xs - m
+        logp = d - xp.log(xp.sum(xp.exp(d), axis=-1, keepdims=True))
         Tm = xp.astype(t[..., None] == xp.arange(self.classes, dtype=t.dtype), s.dtype)
         y = xp.exp(logp)
-        self.loss = -xp.sum(logp * Tm) / B
+        self.loss = xp.sum(xp.minimum(-xp.sum(logp * Tm, axis=-1), self.fmax / (2 * B))) / B
         d = (y - Tm) * (1.0 / B)
         grads = [None] * L
         for k in range(L - 1, -1, -1):
@@ -281,7 +288,8 @@ class XPNet(Contender):
         from .optimizers import SGD
 
         self.be = B.resolve(backend, device, "float32")
-        self.name = f"xpnet[{backend}]"
+        self.backend, self.lib = backend, backend
+        self.name = f"xpnet[{backend}]" if device is None else f"xpnet[{backend} {device}]"
         self.kind = "cuda" if backend == "cupy" or (device or "").startswith("cuda") else "cpu"
         self.X, self.T, self.B = self.be.asarray(X), self.be.asarray(T), w.batch
         layers = []
@@ -291,8 +299,7 @@ class XPNet(Contender):
                 from .layers import ReLU
 
                 layers.append(ReLU())
-        self.model = Sequential(layers)
-        self.model.loss_layer.check_labels = False  # labels validated once, as the trainer does
+        self.model = Sequential(layers)  # labels validated once; each step passes check=False
         self.opt = SGD(lr=LR)
 
     def step(self, i):
@@ -312,6 +319,7 @@ class TorchNative(Contender):
         import torch
 
         self.torch = torch
+        self.lib = "torch"
         self.name = "torch native" if device == "cpu" else "torch native CUDA"
         self.kind = "cpu" if device == "cpu" else "cuda"
         mods = []
@@ -389,13 +397,21 @@ class CudaTimer:
 
 def gpu_unavailable_reason() -> str | None:
     """None when CuPy can run on a CUDA device here; otherwise why not."""
-    if importlib.util.find_spec("cupy") is None:
+    if not B.installed("cupy"):
         return "cupy is not installed"
     try:
         B.resolve("cupy")
     except B.BackendError as e:
         return str(e)
     return None
+
+
+def torch_cuda_available() -> bool:
+    if not B.installed("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # ---------------------------------------------------------------------------- machine
@@ -462,14 +478,29 @@ def set_threads(n: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- measuring
-def contenders_for(w: Workload, X, T, backends, gpu: bool, errors: dict) -> list[Contender]:
+def gpu_makers(cupy: bool, torch_cuda: bool) -> dict:
+    """The GPU contenders that can be built here, by name: xpnet on CuPy, xpnet on torch CUDA,
+    torch native CUDA."""
+    makers = {}
+    if cupy:
+        makers["xpnet[cupy]"] = lambda w, X, T: XPNet(w, X, T, "cupy")
+    if torch_cuda:
+        makers["xpnet[torch cuda:0]"] = lambda w, X, T: XPNet(w, X, T, "torch", "cuda:0")
+        makers["torch native CUDA"] = lambda w, X, T: TorchNative(w, X, T, "cuda")
+    return makers
+
+
+def contenders_for(w: Workload, X, T, backends, gpu, errors: dict) -> list[Contender]:
+    """The contenders of workload ``w``; ``gpu``: a dict of GPU makers (:func:`gpu_makers`),
+    or a false value for the CPU table. A contender that cannot be built is left out and its
+    error kept in ``errors`` under ``"<workload> <contender>"``."""
     if gpu:
         out = []
-        for make in (lambda: XPNet(w, X, T, "cupy"), lambda: TorchNative(w, X, T, "cuda")):
+        for name, make in gpu.items():
             try:
-                out.append(make())
+                out.append(make(w, X, T))
             except Exception as e:
-                errors[f"{w.name} gpu"] = f"{type(e).__name__}: {e}"
+                errors[f"{w.name} {name}"] = f"{type(e).__name__}: {e}"
         return out
     out: list[Contender] = [NumpyTextbook(w, X, T), NumpyBuffers(w, X, T)]
     if "numpy" in backends:
@@ -488,33 +519,46 @@ def contenders_for(w: Workload, X, T, backends, gpu: bool, errors: dict) -> list
 SLOW_BACKENDS = {"dask": 8, "array_api_strict": 60, "jax": 60}
 
 
-def measure(w: Workload, contenders: list[Contender], repeats: int, warmup: int = 3) -> dict:
-    """Interleaved timing: for each repeat, every contender runs the timed steps in turn."""
+def measure(w: Workload, contenders: list[Contender], repeats: int, warmup: int = 3,
+            errors: dict | None = None) -> dict:
+    """Interleaved timing: for each repeat, every contender runs the timed steps in turn.
+
+    A contender whose step fails (a GPU kernel that cannot load, out of memory...) is
+    dropped with its error kept in ``errors`` under ``"<workload> <contender>"``; the others
+    go on.
+    """
     nb = w.steps_per_epoch
-    k_of = {}
-    for c in contenders:
-        backend = c.name[6:-1] if c.name.startswith("xpnet[") else None
-        k_of[c.name] = min(w.timed_steps, SLOW_BACKENDS.get(backend, w.timed_steps))
-    timers = {c.name: (CudaTimer("torch" if isinstance(c, TorchNative) else "cupy").run
-                       if c.kind == "cuda" else (lambda c, s, k, nb: c.run(s, k, nb)))
+    errors = {} if errors is None else errors
+    k_of = {c.name: min(w.timed_steps, SLOW_BACKENDS.get(c.backend, w.timed_steps)) for c in contenders}
+    timers = {c.name: (CudaTimer(c.lib).run if c.kind == "cuda" else (lambda c, s, k, nb: c.run(s, k, nb)))
               for c in contenders}
-    for c in contenders:  # warm-up: caches, lazy imports, kernels
-        timers[c.name](c, 0, min(warmup, nb), nb)
+    alive = list(contenders)
+
+    def timed(c, start, k):
+        try:
+            return timers[c.name](c, start, k, nb)
+        except Exception as e:
+            errors[f"{w.name} {c.name}"] = f"{type(e).__name__}: {e}"
+            alive.remove(c)
+            return None
+
+    for c in list(alive):  # warm-up: caches, lazy imports, kernels
+        timed(c, 0, min(warmup, nb))
     samples: dict[str, list[float]] = {c.name: [] for c in contenders}
     gc_was = gc.isenabled()
     gc.disable()
     try:
         for r in range(repeats):
-            order = contenders if r % 2 == 0 else contenders[::-1]
-            for c in order:
+            for c in list(alive if r % 2 == 0 else alive[::-1]):
                 k = k_of[c.name]
-                start = (r * k) % nb
-                samples[c.name].append(timers[c.name](c, start, k, nb) * nb / k)
+                t = timed(c, (r * k) % nb, k)
+                if t is not None:
+                    samples[c.name].append(t * nb / k)
     finally:
         if gc_was:
             gc.enable()
     return {c.name: {"epoch_s": statistics.median(samples[c.name]), "samples_s": samples[c.name],
-                     "steps_timed": k_of[c.name], "steps_per_epoch": nb} for c in contenders}
+                     "steps_timed": k_of[c.name], "steps_per_epoch": nb} for c in alive}
 
 
 # ---------------------------------------------------------------------------- memory
@@ -589,6 +633,12 @@ def _fmt(v, spec=".3f", suffix=""):
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def _ratio(a, b):
+    """``a / b``, or None where either is missing (GPU rows have no floor, a reference may
+    have failed)."""
+    return a / b if a and b else None
+
+
 def table(result: dict) -> str:
     """The markdown table of one run (CPU, and GPU when measured)."""
     lines = []
@@ -606,19 +656,26 @@ def table(result: dict) -> str:
             torch_key = "torch native CUDA" if section == "gpu" else "torch native"
             ref_t = wres["timings"].get(torch_key, {}).get("epoch_s")
             floor = wres.get("floor_epoch_s")
-            lines.append(f"| {wname} | floor (FLOPs / matmul rate) | {_fmt(floor, '.4f')} | "
-                         f"{_fmt(floor / ref_np if ref_np else None, '.2f', 'x')} | "
-                         f"{_fmt(floor / ref_t if ref_t else None, '.2f', 'x')} | 1.00x | - | - |")
+            if floor:
+                lines.append(f"| {wname} | floor (FLOPs / matmul rate) | {_fmt(floor, '.4f')} | "
+                             f"{_fmt(_ratio(floor, ref_np), '.2f', 'x')} | "
+                             f"{_fmt(_ratio(floor, ref_t), '.2f', 'x')} | 1.00x | - | - |")
             for name, t in wres["timings"].items():
                 e = t["epoch_s"]
                 mem = wres.get("memory", {}).get(name, {})
                 mem_s = (f"{mem['peak_above_baseline_mb']:.0f} ({mem['dataset_mb']:.0f})"
                          if "peak_above_baseline_mb" in mem else "-")
                 lines.append(
-                    f"| {wname} | {name} | {e:.4f} | {_fmt(e / ref_np if ref_np else None, '.2f', 'x')} "
-                    f"| {_fmt(e / ref_t if ref_t else None, '.2f', 'x')} "
-                    f"| {_fmt(e / floor if floor else None, '.2f', 'x')} | {mem_s} "
+                    f"| {wname} | {name} | {_fmt(e, '.4f')} | {_fmt(_ratio(e, ref_np), '.2f', 'x')} "
+                    f"| {_fmt(_ratio(e, ref_t), '.2f', 'x')} "
+                    f"| {_fmt(_ratio(e, floor), '.2f', 'x')} | {mem_s} "
                     f"| {t['steps_timed']} / {t['steps_per_epoch']} |")
+        lines.append("")
+    if result.get("errors"):
+        lines.append("### Errors (contenders left out)")
+        lines.append("")
+        for key, err in result["errors"].items():
+            lines.append(f"- {key}: {err}")
         lines.append("")
     if result.get("targets"):
         lines.append("### Targets")
@@ -698,7 +755,7 @@ def run(args) -> dict:
         cs = contenders_for(w, X, T, backends, False, result["errors"])
         res = {"workload": w.title, "rows": w.n, "flops_per_step": w.flops(),
                "floor_epoch_s": w.flops() * w.steps_per_epoch / rate["best"],
-               "timings": measure(w, cs, args.repeats, 1 if args.quick else 3)}
+               "timings": measure(w, cs, args.repeats, 1 if args.quick else 3, result["errors"])}
         del cs
         if args.memory:
             res["memory"] = {}
@@ -710,18 +767,22 @@ def run(args) -> dict:
         if args.verbose:
             print(f"{w.name} done", file=sys.stderr)
     reason = gpu_unavailable_reason()
-    if reason is None:
+    makers = gpu_makers(reason is None, torch_cuda_available())
+    if makers:
+        if reason is not None:
+            result["notes"].append(f"no xpnet[cupy] row: {reason}")
         for wname in args.workloads.split(","):
             w = WORKLOADS[wname.strip().upper()]
             if args.quick:
                 w = quick_workload(w)
             X, T = make_data(w)
-            cs = contenders_for(w, X, T, [], True, result["errors"])
-            result["gpu"][w.name] = {"workload": w.title,
-                                     "timings": measure(w, cs, args.repeats, 1 if args.quick else 3)}
+            cs = contenders_for(w, X, T, [], makers, result["errors"])
+            result["gpu"][w.name] = {"workload": w.title, "timings": measure(
+                w, cs, args.repeats, 1 if args.quick else 3, result["errors"])}
+            del cs
     else:
         result["gpu_skipped"] = reason
-        result["notes"].append(f"GPU table skipped: {reason}")
+        result["notes"].append(f"GPU table skipped: {reason}; torch sees no CUDA device either")
     result["targets"] = targets(result["cpu"], result["gpu"] or None)
     result["notes"] += [
         f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; numpy "
@@ -742,15 +803,42 @@ def run(args) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _check_writable(p: argparse.ArgumentParser, flag: str, path: str | None) -> None:
+    """Refuse an output file that cannot be written, before minutes of measuring."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        p.error(f"{flag} {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'bench' + flag[1:])}")
+    if not os.path.isdir(folder):
+        p.error(f"{flag} {path!r}: the folder {folder!r} does not exist; create it first (mkdir -p {folder})")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        p.error(f"{flag} {path!r}: cannot write in {folder!r} ({e.strerror}); pick another folder")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="xpnet bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few-second run: small data, few steps")
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
     p.add_argument("--backends", default=None,
                    help="xpnet backends to time (default: every installed one)")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7, quick 3)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for every library and contender (default 1: see the notes)")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="interleaved repeats (default 7, quick 3)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads for every library and contender (default: $XPNET_BENCH_THREADS or 1)")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                    help="measure peak memory in subprocesses (default: on, off with --quick)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -761,8 +849,28 @@ def main(argv: list[str] | None = None) -> int:
     bad = [w for w in args.workloads.split(",") if w.strip().upper() not in WORKLOADS]
     if bad:
         p.error(f"unknown workload(s) {bad}; valid: {', '.join(WORKLOADS)}")
+    if args.backends is not None:
+        names = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in names if b not in B.BACKENDS]
+        if unknown or not names:
+            p.error(f"--backends {args.backends!r}: unknown backend(s) {unknown}; valid: {', '.join(B.BACKENDS)}")
     if args.threads is None:
-        args.threads = int(os.environ.get("XPNET_BENCH_THREADS") or 1)
+        env = os.environ.get("XPNET_BENCH_THREADS", "").strip() or "1"
+        try:
+            args.threads = _positive_int(env)
+        except argparse.ArgumentTypeError as e:
+            p.error(f"XPNET_BENCH_THREADS: {e}")
+    _check_writable(p, "--json", args.json)
+    _check_writable(p, "--markdown", args.markdown)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (2 for bad flags, with a usage message)."""
+    try:
+        args = _parse(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return int(e.code or 0)
     if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
         # BLAS reads its thread count once, when NumPy is imported: measure in a child process
         # that starts with the same count for every library.
@@ -780,11 +888,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory is None:
         args.memory = not args.quick
     result = run(args)
-    text = table(result)
-    print(text)
-    if args.json:
+    if args.json:  # the results first: a failure below must not lose minutes of measuring
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)
+    try:
+        text = table(result)
+    except Exception as e:
+        kept = args.json or "the JSON printed below"
+        print(f"xpnet bench: error: the table could not be built ({type(e).__name__}: {e}); "
+              f"the results are in {kept}", file=sys.stderr)
+        if not args.json:
+            print(json.dumps(result, indent=1, default=str))
+        return 1
+    print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")

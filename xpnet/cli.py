@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
+import math
 import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .backend import BACKENDS, DTYPES
-from .errors import ConfigError, XPNetError
+from .errors import CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, ShapeError, XPNetError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -65,11 +68,34 @@ def _non_negative_float(text: str) -> float:
     return v
 
 
-def _add_backend_options(p: argparse.ArgumentParser) -> None:
+SEED_LIMIT = 2**63  # numpy.random.default_rng takes seeds from 0 up
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}") from None
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"the seed must be from 0 to 2**63-1 (random generators take no negative seeds), got {text!r}"
+        )
+    return v
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; expected a folder (it may not exist yet)")
+    return text
+
+
+def _add_backend_options(p: argparse.ArgumentParser, dtype_default: str = "$XPNET_DTYPE or float32") -> None:
     g = p.add_argument_group("backend (same as XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE)")
     g.add_argument("--backend", choices=BACKENDS, help="array library (default: $XPNET_BACKEND or numpy)")
     g.add_argument("--device", help="device, e.g. cpu, cuda:0 (default: the backend's first)")
-    g.add_argument("--dtype", choices=DTYPES, help="float dtype (default: $XPNET_DTYPE or float32)")
+    g.add_argument("--dtype", choices=DTYPES, help=f"float dtype (default: {dtype_default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--batch-size", type=_positive_int, default=None, help=f"default: {d['batch_size']}")
     t.add_argument(
-        "--seed", type=int, default=None, help=f"seeds weights and shuffles (default: {d['seed']})"
+        "--seed", type=_seed, default=None, help=f"seeds weights and shuffles, 0 to 2**63-1 (default: {d['seed']})"
     )
     t.add_argument(
         "--scale",
@@ -155,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--data-dir",
+        type=_folder,
         default=None,
         help="folder with local MNIST files / download cache (default: $XPNET_DATA_DIR or ~/.cache/xpnet)",
     )
@@ -173,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="loss and accuracy of a checkpoint on its dataset's test set")
     e.add_argument("checkpoint")
     e.add_argument("--dataset", choices=NAMES, default=None, help="default: the one it was trained on")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--data-dir", type=_folder, default=None, help="folder of local MNIST files (as for train)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_backend_options(e)
+    _add_backend_options(e, "the checkpoint's")
 
     p = sub.add_parser("predict", help="predicted classes for features in a .npy/.csv file, or test samples")
     p.add_argument("checkpoint")
@@ -183,14 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "input",
         nargs="?",
         default=None,
-        help="features in the dataset's original units (.npy, or .csv with one sample a row); "
-        "default: the first --limit test samples of the checkpoint's dataset",
+        help="features in the dataset's original units: a .npy array of shape (N, F) (or (N, ...), "
+        "flattened per sample; a 1-D array is one sample), or a CSV file of numbers with one sample "
+        "a row and no header; default: the first --limit test samples of the checkpoint's dataset",
     )
     p.add_argument(
         "--limit", type=_positive_int, default=10, help="samples shown without INPUT (default: 10)"
     )
-    p.add_argument("--data-dir", default=None)
-    _add_backend_options(p)
+    p.add_argument("--data-dir", type=_folder, default=None, help="folder of local MNIST files (as for train)")
+    _add_backend_options(p, "the checkpoint's")
 
     i = sub.add_parser("info", help="xpnet version and every backend: installed? version, devices, float64")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -201,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- commands
 def _say(text: str = "") -> None:
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except UnicodeEncodeError:  # e.g. a path of non-UTF-8 bytes on a UTF-8 terminal
+        enc = sys.stdout.encoding or "utf-8"
+        print(text.encode(enc, "backslashreplace").decode(enc), flush=True)
 
 
 def cmd_train(args) -> int:
@@ -248,7 +280,7 @@ def _run_training(args, trainer, t0: float) -> int:
     model = trainer.model
     ref = next(iter(model.params.values()))
     if not args.quiet:
-        from .backend import backend_name, device
+        from .backend import backend_name, device, device_label, dtype_name
 
         sizes = [model.layers[0].params["W"].shape[0]] + [
             layer.params["W"].shape[1] for layer in model.layers if "W" in layer.params
@@ -259,7 +291,7 @@ def _run_training(args, trainer, t0: float) -> int:
             f"{0 if trainer.x_test is None else trainer.x_test.shape[0]} test)"
             f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, "
             f"batch {trainer.loader.batch_size}"
-            f", on {backend_name(ref)} {device(ref)} {ref.dtype}"
+            f", on {backend_name(ref)} {device_label(device(ref))} {dtype_name(ref.dtype)}"
         )
     history = trainer.fit(args.epochs)
     elapsed = time.perf_counter() - t0
@@ -298,35 +330,95 @@ def _run_training(args, trainer, t0: float) -> int:
 
 
 def _load_for_use(args):
+    """``(model, meta)`` of the checkpoint, with what eval and predict read from ``meta`` checked:
+    ``meta["features"]``/``meta["classes"]`` are set to the model's input and output widths."""
     from . import checkpoint as C
-    from . import datasets
+    from .datasets import Scaler
+    from .losses import SoftmaxWithLoss
 
     model, _, meta = C.load(args.checkpoint, backend=args.backend, device=args.device, dtype=args.dtype)
-    return model, meta, datasets
+    where = f"checkpoint {args.checkpoint!r}"
+    weights = [layer.params["W"] for layer in model.layers if "W" in layer.params]
+    if not weights:
+        raise ConfigError(f"{where} holds a model without weight matrices; eval and predict need a classifier")
+    features, classes = int(weights[0].shape[0]), int(weights[-1].shape[1])
+    if type(model.loss_layer) is not SoftmaxWithLoss:
+        raise ConfigError(
+            f"{where} was trained with {type(model.loss_layer).__name__}; eval and predict report classes "
+            f"and probabilities of a SoftmaxWithLoss classifier (what xpnet train writes)"
+        )
+    seed = meta.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise CheckpointError(f"{where}: its meta seed is {seed!r}; expected a non-negative integer")
+    names = meta.get("class_names")
+    if names is not None and (
+        not isinstance(names, list) or len(names) != classes or not all(isinstance(n, str) for n in names)
+    ):
+        raise CheckpointError(
+            f"{where}: its class_names are {str(names)[:80]}; expected a list of {classes} strings, "
+            f"one per output of the model"
+        )
+    if "scaler" in meta:
+        try:
+            meta["scaler"] = Scaler.from_json(meta["scaler"], features)
+        except DataError as e:
+            raise CheckpointError(f"{where}: {e}") from None
+    return model, {**meta, "features": features, "classes": classes}
+
+
+def _dataset(args, meta, name: str | None):
+    """The dataset ``name`` (default: the one the checkpoint was trained on), checked to fit the model."""
+    from . import datasets
+
+    where = f"checkpoint {args.checkpoint!r}"
+    trained_on = meta.get("dataset")
+    name = name or trained_on
+    if name is None:
+        raise ConfigError(f"{where} does not say which dataset it was trained on; pass --dataset")
+    if name not in datasets.NAMES:
+        raise CheckpointError(
+            f"{where} names the dataset {name!r}, which this xpnet does not know; "
+            f"pass --dataset with one of {', '.join(datasets.NAMES)}"
+        )
+    scaler = meta.get("scaler")
+    kind = scaler.kind if scaler is not None and scaler.kind in datasets.SCALES else "minmax"
+    data = datasets.load(name, scale=kind, seed=meta.get("seed"), data_dir=args.data_dir)
+    features, classes = meta["features"], meta["classes"]
+    if (data.num_features, data.num_classes) != (features, classes):
+        model = (
+            f"was trained on {trained_on} ({features} features, {classes} classes)"
+            if isinstance(trained_on, str) and trained_on != name
+            else f"holds a model of {features} features and {classes} classes"
+        )
+        fix = f"evaluate it on {trained_on} (leave out --dataset)" if trained_on in datasets.NAMES else "pick another"
+        raise ConfigError(
+            f"{where} {model}; {name} has {data.num_features} features and {data.num_classes} classes; "
+            f"{fix}, or use a checkpoint trained on {name}"
+        )
+    return data
 
 
 def cmd_eval(args) -> int:
+    import numpy as np
+
     from .backend import from_host_like, host_dtype, to_numpy
     from .train import evaluate
 
-    model, meta, datasets = _load_for_use(args)
-    name = args.dataset or meta.get("dataset")
-    if name is None:
-        raise ConfigError("this checkpoint does not say which dataset it was trained on; pass --dataset")
-    scale = meta.get("scaler", {}).get("kind", "minmax")
-    data = datasets.load(
-        name,
-        scale=scale if scale in datasets.SCALES else "minmax",
-        seed=meta.get("seed"),
-        data_dir=args.data_dir,
-    )
+    model, meta = _load_for_use(args)
+    data = _dataset(args, meta, args.dataset)
     ref = next(iter(model.params.values()))
     x = from_host_like(data.x_test.astype(host_dtype(ref.dtype)), ref)
     t = from_host_like(data.t_test.astype("int64"), ref)
-    loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))
+    with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
+        loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))
+    if not math.isfinite(loss):
+        raise NonFiniteError(
+            f"the test loss of checkpoint {args.checkpoint!r} on {data.name} is {loss}: its weights hold "
+            f"NaN or inf, or overflow in {host_dtype(ref.dtype)} (try --dtype float64)"
+        )
     result = {
         "checkpoint": args.checkpoint,
-        "dataset": name,
+        "dataset": data.name,
         "samples": int(x.shape[0]),
         "test_loss": loss,
         "test_acc": acc,
@@ -334,53 +426,113 @@ def cmd_eval(args) -> int:
     if args.json:
         _say(json.dumps(result))
     else:
-        _say(f"{name}: test loss {loss:.4f}, test accuracy {acc:.4f} on {x.shape[0]} samples")
+        _say(f"{data.name}: test loss {loss:.4f}, test accuracy {acc:.4f} on {x.shape[0]} samples")
     return 0
 
 
+FEATURES_HELP = (
+    "expected a .npy array of numbers of shape (N, F) (or (N, ...), flattened per sample; a 1-D "
+    "array is one sample), or a CSV file of numbers with one sample a row and no header"
+)
+
+
 def _read_features(path: str):
+    """Host float64 features ``(N, ...)`` from a .npy or CSV file: numbers, finite, N >= 1."""
     import numpy as np
 
+    if os.path.isdir(path):
+        raise DataError(f"{path!r} is a folder; {FEATURES_HELP}")
     try:
-        if path.endswith(".npy"):
-            x = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            data = f.read()
+        if data.startswith(b"\x93NUMPY"):  # a .npy file, whatever its name
+            x = np.load(io.BytesIO(data), allow_pickle=False)
+        elif path.lower().endswith(".npy") or data.startswith(b"PK"):
+            raise DataError(f"{path!r} is not a .npy file (it starts with {data[:8]!r}); {FEATURES_HELP}")
         else:
-            x = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read features from {path!r}: {e}") from e
-    return np.atleast_2d(np.asarray(x, dtype=np.float64))
+            with warnings.catch_warnings():  # a file of comments only: "no data", handled below
+                warnings.simplefilter("ignore", UserWarning)
+                x = np.loadtxt(io.StringIO(data.decode("utf-8")), delimiter=",", ndmin=2)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path!r} does not exist; pass the path of a .npy or .csv file of features") from None
+    except (OSError, ValueError) as e:  # ValueError: text, ragged rows, object arrays, bad UTF-8
+        raise DataError(f"cannot read features from {path!r}: {e}; {FEATURES_HELP}") from e
+    if x.dtype.kind not in "biuf":
+        raise DTypeError(f"{path!r} holds values of dtype {x.dtype}; {FEATURES_HELP}")
+    if x.ndim == 0:
+        raise ShapeError(f"{path!r} holds a single number (shape ()); {FEATURES_HELP}")
+    x = np.asarray(x, dtype=np.float64)
+    x = x[None] if x.ndim == 1 else x
+    if x.shape[0] == 0 or x.size == 0:
+        raise DataError(f"{path!r} holds no samples (shape {x.shape}); {FEATURES_HELP}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = np.unravel_index(np.argmax(bad), x.shape)
+        raise NonFiniteError(
+            f"{path!r} holds {int(bad.sum())} NaN or inf value(s), the first in sample {first[0]}; "
+            f"predictions from them would mean nothing: remove or fill them in"
+        )
+    return x
+
+
+def _scaled_input(args, meta, dtype):
+    """The INPUT file's features, checked against the model's width, scaled as in training."""
+    import numpy as np
+
+    raw = _read_features(args.input)
+    features = meta["features"]
+    width = int(np.prod(raw.shape[1:]))
+    if width != features:
+        trained = f" (trained on {meta['dataset']})" if isinstance(meta.get("dataset"), str) else ""
+        raise ShapeError(
+            f"{args.input!r} has {width} feature(s) per sample (shape {raw.shape}); the model of "
+            f"checkpoint {args.checkpoint!r}{trained} takes {features}: give {features} values per sample"
+        )
+    if meta.get("scaler") is None:
+        raise CheckpointError(
+            f"checkpoint {args.checkpoint!r} has no scaler in its meta, so raw features cannot be scaled "
+            f"as in training; save it with meta={{'scaler': dataset.scaler.to_json()}} (xpnet train does)"
+        )
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        x = meta["scaler"](raw.reshape(raw.shape[0], features)).astype(dtype)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.unravel_index(np.argmax(bad), x.shape)
+        raise NonFiniteError(
+            f"{args.input!r}: sample {i}, feature {j} ({raw.reshape(x.shape)[i, j]:.6g}) is beyond the "
+            f"range of {dtype} (|x| <= {np.finfo(dtype).max:.4g}) after scaling; check the input's units, "
+            f"or load the model in float64 (--dtype float64)"
+        )
+    return x
 
 
 def cmd_predict(args) -> int:
     import numpy as np
 
     from .backend import from_host_like, host_dtype, to_numpy
-    from .datasets import Scaler
 
-    model, meta, datasets = _load_for_use(args)
+    model, meta = _load_for_use(args)
+    ref = next(iter(model.params.values()))
     names = meta.get("class_names") or []
     truth = None
     if args.input is not None:
-        raw = _read_features(args.input)
-        scaler = Scaler.from_json(meta["scaler"]) if "scaler" in meta else None
-        x = scaler(raw.reshape(raw.shape[0], -1)) if scaler is not None else raw
+        x = _scaled_input(args, meta, host_dtype(ref.dtype))
     else:
         if meta.get("dataset") is None:
             raise ConfigError("no INPUT file given and the checkpoint names no dataset; pass INPUT")
-        data = datasets.load(
-            meta["dataset"],
-            seed=meta.get("seed"),
-            data_dir=args.data_dir,
-            scale=meta.get("scaler", {}).get("kind", "minmax")
-            if meta.get("scaler", {}).get("kind") in datasets.SCALES
-            else "minmax",
+        data = _dataset(args, meta, None)
+        x, truth = data.x_test[: args.limit].astype(host_dtype(ref.dtype)), data.t_test[: args.limit]
+    with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
+        scores = to_numpy(model.predict(from_host_like(x, ref), train=False)).astype(np.float64)
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise NonFiniteError(
+            f"the model's scores for {int(bad.sum())} sample(s) (the first: sample {int(np.argmax(bad))}) are "
+            f"NaN or inf: the inputs are far outside the training data for {host_dtype(ref.dtype)}, or the "
+            f"checkpoint's weights hold NaN or inf; check the inputs, or try --dtype float64"
         )
-        x, truth = data.x_test[: args.limit], data.t_test[: args.limit]
-    ref = next(iter(model.params.values()))
-    want = model.layers[0].params["W"].shape[0] if "W" in model.layers[0].params else None
-    if want is not None and int(np.prod(x.shape[1:])) != want:
-        raise ConfigError(f"the model expects {want} features per sample; the input has {x.shape[1:]}")
-    scores = to_numpy(model.predict(from_host_like(x.astype(host_dtype(ref.dtype)), ref), train=False))
     e = np.exp(scores - scores.max(axis=1, keepdims=True))
     prob = e / e.sum(axis=1, keepdims=True)
     pred = prob.argmax(axis=1)
@@ -495,6 +647,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"xpnet {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as e:  # the last resort: a sentence, not a traceback (XPNET_DEBUG=1 shows it)
+        if os.environ.get("XPNET_DEBUG") == "1":
+            raise
+        if isinstance(e, MemoryError):  # the machine's limits, not a bug
+            print(f"xpnet {args.command}: error: out of memory ({e}); use a smaller model, batch or "
+                  f"dataset", file=sys.stderr)
+        elif isinstance(e, OSError):
+            print(f"xpnet {args.command}: error: {e}", file=sys.stderr)
+        else:
+            print(
+                f"xpnet {args.command}: internal error: {type(e).__name__}: {e} (please report; "
+                f"XPNET_DEBUG=1 shows the traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ class Loader:
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if x.ndim == 0 or t.ndim == 0:
+            raise ShapeError(f"x and t need a sample axis; got shapes {tuple(x.shape)} and {tuple(t.shape)}")
         if x.shape[0] != t.shape[0]:
             raise ShapeError(f"{x.shape[0]} samples but {t.shape[0]} labels; expected one label per sample")
         if x.shape[0] == 0:
@@ -42,7 +44,10 @@ class Loader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rng = np.random.default_rng(seed)
+        try:
+            self.rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"seed must be an integer >= 0 or a list of them, got {seed!r} ({e})") from None
         self.xp = namespace(x)
 
     @property
@@ -74,7 +79,13 @@ class Loader:
 
     @rng_state.setter
     def rng_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
+        try:
+            self.rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as e:
+            raise ConfigError(
+                f"not a state of this loader's {type(self.rng.bit_generator).__name__} generator "
+                f"({type(e).__name__}: {e}); pass what loader.rng_state returned"
+            ) from None
 
 
 def to_device(dataset, backend: Backend):

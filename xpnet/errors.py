@@ -59,3 +59,7 @@ class DataError(XPNetError, ValueError):
 
 class OutputError(XPNetError, OSError):
     """An output folder that is taken by another run, or a write that failed (a full disk)."""
+
+
+class CallOrderError(XPNetError, RuntimeError):
+    """A method called before what it needs (``backward()`` before ``forward``)."""

@@ -10,8 +10,12 @@ take scores are stable for any finite value (no overflow in ``exp``, no ``log(0)
 
 from __future__ import annotations
 
-from .backend import device, dtype_name, namespace, to_numpy
-from .errors import DTypeError, LabelError, NonFiniteError, ShapeError
+import numbers
+
+import numpy as np
+
+from .backend import backend_name, check_same_backend, device, dtype_name, namespace, to_numpy
+from .errors import BackendMismatchError, DTypeError, LabelError, NonFiniteError, ShapeError
 
 _kinds: dict = {}
 
@@ -33,25 +37,84 @@ def _float_dtype(x, xp, where: str):
     return x.dtype
 
 
+def _fmax(dtype, xp) -> float:
+    """The float dtype's largest finite value (``finfo.max``), remembered per dtype."""
+    key = (type(dtype), "fmax", dtype)
+    hit = _kinds.get(key)
+    if hit is None:
+        if not xp.isdtype(dtype, "real floating"):
+            raise DTypeError(f"scores must be floating-point, got dtype {dtype_name(dtype)}; "
+                             f"convert with xp.astype(x, xp.float32)")
+        hit = _kinds[key] = float(xp.finfo(dtype).max)
+    return hit
+
+
+def _raised(x, axis: int, xp):
+    """``(xs, max(x))``: ``x`` raised to at least ``lo``, so that ``xs - max`` cannot overflow.
+
+    ``x - max`` itself overflows for scores near both ends of the dtype's range
+    (``-3e38 - 3e38`` in float32). ``lo`` is at most ``max(x)`` and at least about
+    ``max(x) - finfo.max / 2``; values below it have ``exp(x - max) = 0`` either way, and
+    every other value is unchanged.
+    """
+    m = xp.max(x, axis=axis, keepdims=True)
+    half = 0.5 * _fmax(x.dtype, xp)
+    lo = xp.maximum(m, -half) - half  # in [-max, max / 2] and <= m: no overflow
+    return xp.maximum(x, lo), m
+
+
+def _lse(xs, m, axis: int, xp):
+    return m + xp.log(xp.sum(xp.exp(xs - m), axis=axis, keepdims=True))
+
+
 def logsumexp(x, axis: int = -1, keepdims: bool = False, xp=None):
     """``log(sum(exp(x)))`` along ``axis``, computed as ``m + log(sum(exp(x - m)))``."""
     xp = xp or namespace(x)
-    m = xp.max(x, axis=axis, keepdims=True)
-    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    out = _lse(*_raised(x, axis, xp), axis, xp)
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
 def log_softmax(x, axis: int = -1, xp=None):
-    """``x - logsumexp(x)``: log-probabilities, finite for any finite scores."""
+    """``x - logsumexp(x)``: log-probabilities, finite for any finite scores.
+
+    A log-probability below about ``-finfo.max / 2`` (scores ``[3e38, -3e38]`` in float32)
+    is given as about ``-finfo.max / 2``: its probability is 0 in the dtype either way.
+    """
     xp = xp or namespace(x)
-    return x - logsumexp(x, axis=axis, keepdims=True, xp=xp)
+    xs, m = _raised(x, axis, xp)
+    d = xs - m  # then minus log(sum): not x - (m + log(sum)), where log(2) vanishes beside m = 1e8
+    return d - xp.log(xp.sum(xp.exp(d), axis=axis, keepdims=True))
 
 
 def softmax(x, axis: int = -1, xp=None):
     """``exp(x - max) / sum(exp(x - max))``; softmax([3, 0, -3]) = (0.9503, 0.0473, 0.0024)."""
     xp = xp or namespace(x)
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    xs, m = _raised(x, axis, xp)
+    e = xp.exp(xs - m)
     return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_cross_entropy(x, T, xp):
+    """``(mean loss, log_softmax(x))`` of (N, C) scores against (N, C) target rows ``T``.
+
+    Log-probabilities are finite (:func:`log_softmax`), so no ``-inf * 0`` occurs; each
+    sample's loss is capped at ``finfo.max / 2N`` so that the sum of N cannot overflow: the
+    loss is finite for any finite scores.
+    """
+    n = x.shape[0]
+    logp = log_softmax(x, xp=xp)
+    per = xp.minimum(-xp.sum(logp * T, axis=-1), _fmax(x.dtype, xp) / (2 * n))
+    return xp.sum(per) / n, logp
+
+
+def binary_cross_entropy(x, T, xp):
+    """Mean over the N rows of ``sum(softplus(x) - T x)`` (BCE of sigmoid(x)), each element
+    clamped at ``finfo.max / 2 size`` so the sum cannot overflow for any finite ``x``."""
+    size = 1
+    for s in x.shape:
+        size *= int(s)
+    per = xp.minimum(softplus(x, xp=xp) - T * x, _fmax(x.dtype, xp) / (2 * max(size, 1)))
+    return xp.sum(per) / x.shape[0]
 
 
 def sigmoid(x, xp=None):
@@ -64,13 +127,15 @@ def sigmoid(x, xp=None):
 def softplus(x, xp=None):
     """``log(1 + exp(x))`` = ``max(x, 0) + log1p(exp(-|x|))``, stable for any x."""
     xp = xp or namespace(x)
-    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.where(x < 0, 0.0, x) + xp.log1p(xp.exp(-xp.abs(x)))  # no scalar upload (see relu)
 
 
 def relu(x, xp=None):
-    """``max(x, 0)``."""
+    """``max(x, 0)``, written ``where(x < 0, 0, x)``: ``maximum`` with a Python 0 makes some
+    wrappers upload the scalar to the device on every call (a blocking copy on CUDA); this
+    form does not, and it keeps NaN as NaN."""
     xp = xp or namespace(x)
-    return xp.maximum(x, 0.0)
+    return xp.where(x < 0, 0.0, x)
 
 
 def one_hot(t, num_classes: int, dtype=None, xp=None):
@@ -78,30 +143,71 @@ def one_hot(t, num_classes: int, dtype=None, xp=None):
 
     ``dtype`` defaults to the namespace's default float. Labels outside
     ``[0, num_classes)`` give an all-zero row: validate first (:func:`check_labels`).
+    Any integer dtype gives the same rows (``uint8`` labels are not compared with a
+    ``uint8`` range that would wrap past 255).
     """
     xp = xp or namespace(t)
-    hit = t[..., None] == xp.arange(num_classes, dtype=t.dtype, device=device(t))
-    return xp.astype(hit, dtype if dtype is not None else xp.float32)
+    _num_classes(num_classes)
+    if not is_kind(t.dtype, "integral", xp):
+        raise LabelError(f"one_hot needs integer labels, got dtype {dtype_name(t.dtype)}; "
+                         f"convert with xp.astype(t, xp.int64)")
+    classes = xp.arange(num_classes, device=device(t))  # the default integer dtype
+    if t.dtype != classes.dtype:
+        t = xp.astype(t, classes.dtype)
+    return xp.astype(t[..., None] == classes, dtype if dtype is not None else xp.float32)
+
+
+def _num_classes(c) -> None:
+    if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1:
+        raise LabelError(f"the number of classes must be an integer >= 1, got {c!r}")
+
+
+def require_array(a, where: str, like=None) -> None:
+    """Raise :class:`BackendMismatchError` unless ``a`` is an array (of ``like``'s library and
+    device when ``like`` is given): a Python list or a scalar is not taken silently."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")):
+        lib = f"{backend_name(like)} " if like is not None else ""
+        raise BackendMismatchError(f"{where}: expected a {lib}array, got {type(a).__name__}; "
+                                   f"convert it first, e.g. xpnet.get_backend().asarray(values)")
+    if like is not None:
+        check_same_backend(a, like, where)
+
+
+def _count(t, n: int | None, where: str) -> None:
+    if n is not None and (t.ndim == 0 or t.shape[0] != n):
+        got = t.shape[0] if t.ndim else "a single (0-d)"
+        raise LabelError(f"{where}: {got} labels given for a batch of {n}; expected one label "
+                         f"per sample (labels are never broadcast)")
+
+
+def _host_ints(t, xp):
+    """``(min, max)`` of integer labels read back in one sync, whatever their integer dtype."""
+    wide = xp.arange(1, device=device(t)).dtype  # torch has no min/max for uint16/32/64
+    t = xp.astype(t, wide) if t.dtype != wide else t
+    lo, hi = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
+    return lo, hi
 
 
 def check_labels(t, num_classes: int, n: int | None = None, where: str = "labels", xp=None) -> None:
     """Raise :class:`LabelError` unless ``t`` holds valid targets for ``num_classes`` classes.
 
-    Accepts integer labels of shape (N,) in ``[0, num_classes)`` or one-hot / probability
-    rows of shape (N, num_classes) that sum to 1. ``n`` is the batch size they must match.
-    Reads the values back to the host once (a device sync): done once per dataset, not
-    per training step.
+    Accepts integer labels of shape (N,) in ``[0, num_classes)`` (any integer dtype) or
+    one-hot / probability rows of shape (N, num_classes) that are finite, non-negative and
+    sum to 1. ``n`` is the batch size they must match. Reads the values back to the host
+    once (a device sync): done once per dataset, not per training step.
+    For one output column (binary logits) use :func:`check_binary_labels`.
     """
+    require_array(t, where)
+    _num_classes(num_classes)
     xp = xp or namespace(t)
-    if n is not None and (t.ndim == 0 or t.shape[0] != n):
-        raise LabelError(f"{where}: {t.shape[0] if t.ndim else 'a scalar'} labels given for a "
-                         f"batch of {n}; expected one label per sample")
+    _count(t, n, where)
     if xp.isdtype(t.dtype, "integral"):
         if t.ndim != 1:
-            raise LabelError(f"{where}: integer labels must have shape (N,), got {tuple(t.shape)}")
+            raise LabelError(f"{where}: integer labels must have shape (N,), got {tuple(t.shape)}; "
+                             f"flatten them with xp.reshape(t, (-1,))")
         if t.shape[0] == 0:
             return
-        lo, hi = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
+        lo, hi = _host_ints(t, xp)
         if lo < 0 or hi >= num_classes:
             raise LabelError(f"{where}: labels must lie in [0, {num_classes - 1}] for "
                              f"{num_classes} classes; got values from {lo} to {hi}")
@@ -109,19 +215,60 @@ def check_labels(t, num_classes: int, n: int | None = None, where: str = "labels
     if xp.isdtype(t.dtype, "bool"):
         raise LabelError(f"{where}: boolean labels given; use integer class indices "
                          f"(dtype int64) or one-hot float rows")
+    if not xp.isdtype(t.dtype, "real floating"):
+        raise LabelError(f"{where}: labels of dtype {dtype_name(t.dtype)} given; use integer class "
+                         f"indices (int64) or one-hot float rows")
     if t.ndim == 1:
         raise LabelError(f"{where}: float labels of shape {tuple(t.shape)} given; class indices "
                          f"must be integers (xp.astype(t, xp.int64)) or one-hot rows (N, {num_classes})")
     if t.ndim != 2 or t.shape[1] != num_classes:
         raise LabelError(f"{where}: one-hot targets must have shape (N, {num_classes}), "
                          f"got {tuple(t.shape)}")
-    sums = to_numpy(xp.sum(t, axis=-1))
-    tmin = float(to_numpy(xp.min(t))) if t.shape[0] else 0.0
-    tol = 1e-3 if t.dtype == xp.float32 else 1e-6
-    if sums.size and (abs(sums - 1.0).max() > tol or tmin < 0):
-        bad = int(abs(sums - 1.0).argmax())
-        raise LabelError(f"{where}: one-hot rows must be non-negative and sum to 1; "
-                         f"row {bad} sums to {float(sums[bad]):.6g}")
+    if t.shape[0] == 0:
+        return
+    sums = to_numpy(xp.concat([xp.sum(t, axis=-1), xp.reshape(xp.min(t), (1,))]))  # one sync
+    sums, tmin = sums[:-1].astype(np.float64), float(sums[-1])
+    tol = 1e-3 if dtype_name(t.dtype) == "float32" else 1e-6
+    err = np.abs(sums - 1.0)
+    if not (err.max() <= tol and tmin >= 0):  # NaN fails both comparisons
+        bad = int(np.argmax(np.where(np.isfinite(err), err, np.inf)))
+        raise LabelError(f"{where}: one-hot rows must be finite, non-negative and sum to 1; "
+                         f"row {bad} sums to {float(sums[bad]):.6g} (smallest entry {tmin:.6g})")
+
+
+def check_binary_labels(t, n: int | None = None, width: int = 1, soft: bool = False,
+                        where: str = "labels", xp=None) -> None:
+    """Raise :class:`LabelError` unless ``t`` holds 0/1 targets for ``width`` binary outputs.
+
+    Accepts integers or floats of shape (N, width), or (N,) when ``width`` is 1. Integer
+    targets must be 0 or 1; float targets must be exactly 0 or 1, or with ``soft=True``
+    (probabilities, as the sigmoid loss takes) anything in [0, 1]. One device sync.
+    """
+    require_array(t, where)
+    xp = xp or namespace(t)
+    _count(t, n, where)
+    shapes = "(N,) or (N, 1)" if width == 1 else f"(N, {width})"
+    if t.ndim not in (1, 2) or (t.ndim == 1 and width != 1) or (t.ndim == 2 and t.shape[1] != width):
+        raise LabelError(f"{where}: binary targets must have shape {shapes}, got {tuple(t.shape)}")
+    if xp.isdtype(t.dtype, "bool"):
+        raise LabelError(f"{where}: boolean targets given; use 0/1 integers (xp.astype(t, xp.int64))")
+    integral = xp.isdtype(t.dtype, "integral")
+    if not (integral or xp.isdtype(t.dtype, "real floating")):
+        raise LabelError(f"{where}: targets of dtype {dtype_name(t.dtype)} given; use 0/1 integers or floats")
+    if t.shape[0] == 0:
+        return
+    if integral:
+        lo, hi = _host_ints(t, xp)
+        if lo < 0 or hi > 1:
+            raise LabelError(f"{where}: binary labels must be 0 or 1; got values from {lo} to {hi}")
+        return
+    other = xp.sum(xp.astype((t != 0.0) & (t != 1.0), t.dtype))
+    lo, hi, other = (float(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t), other])))
+    if not (lo >= 0 and hi <= 1):  # NaN fails too
+        raise LabelError(f"{where}: binary targets must lie in [0, 1]; got values from {lo} to {hi}")
+    if other and not soft:
+        raise LabelError(f"{where}: {int(other)} target(s) are neither 0 nor 1; binary labels must "
+                         f"be exactly 0 or 1 (round them, or use integers)")
 
 
 def targets_as_probabilities(t, num_classes: int, dtype, xp=None):
@@ -136,6 +283,18 @@ def _as_batch(x, xp):
     return xp.expand_dims(x, axis=0) if x.ndim == 1 else x
 
 
+def _one_sample(scores, t, xp):
+    """1-D scores (C,) are one sample: scores (1, C), labels as one row."""
+    if scores.ndim != 1:
+        return scores, t
+    scores = _as_batch(scores, xp)
+    if t.ndim == 0:
+        return scores, xp.reshape(t, (1,))
+    if t.ndim == 1 and t.shape[0] == scores.shape[1] and not xp.isdtype(t.dtype, "integral"):
+        return scores, _as_batch(t, xp)  # a one-hot row
+    return scores, t
+
+
 def cross_entropy(scores, t, check: bool = True, xp=None):
     """Mean cross-entropy of softmax(scores) against targets ``t``.
 
@@ -144,12 +303,12 @@ def cross_entropy(scores, t, check: bool = True, xp=None):
     ``check=False`` skips the validation of labels and of the scores' finiteness (a device
     sync); with it, bad targets raise :class:`LabelError` and NaN/inf scores :class:`NonFiniteError`.
     """
+    require_array(scores, "cross_entropy scores")
     xp = xp or namespace(scores)
     dtype = _float_dtype(scores, xp, "cross_entropy scores")
-    if scores.ndim == 1:  # one sample, as in the textbook
-        scores = _as_batch(scores, xp)
-        t = xp.reshape(t, (1,)) if t.ndim == 0 else _as_batch(t, xp) if t.ndim == 1 and \
-            not xp.isdtype(t.dtype, "integral") else t
+    if check:
+        require_array(t, "cross_entropy targets", like=scores)
+    scores, t = _one_sample(scores, t, xp)
     if scores.ndim != 2:
         raise ShapeError(f"cross_entropy: scores must have shape (N, C), got {tuple(scores.shape)}")
     if scores.shape[0] == 0:
@@ -159,22 +318,49 @@ def cross_entropy(scores, t, check: bool = True, xp=None):
         if not bool(to_numpy(xp.all(xp.isfinite(scores)))):
             raise NonFiniteError("cross_entropy: the scores contain NaN or inf; the loss would be NaN")
     T = targets_as_probabilities(t, scores.shape[1], dtype, xp=xp)
-    return -xp.sum(log_softmax(scores, xp=xp) * T) / scores.shape[0]
+    return softmax_cross_entropy(scores, T, xp)[0]
 
 
-def accuracy(scores, t, xp=None):
-    """Fraction of rows whose arg-max of ``scores`` equals the label (or the one-hot's arg-max).
+def accuracy(scores, t, check: bool = True, xp=None):
+    """Fraction of samples classified right, as a 0-d array of the scores' float dtype on
+    their device.
 
-    Returns a 0-d array of the scores' float dtype, on the scores' device.
+    Scores with C >= 2 columns: the predicted class is each row's arg-max; ``t`` holds
+    integer labels (N,) or one-hot rows (N, C). Scores with ONE column are binary logits
+    (a sigmoid output): the predicted class is 1 where the score is > 0; ``t`` holds 0/1 as
+    integers or floats of shape (N,) or (N, 1). 1-D scores (C,) are one sample.
+    ``check=True`` validates the labels (:func:`check_labels` / :func:`check_binary_labels`,
+    one device sync); ``check=False`` keeps it cheap for a loop over validated data. Either
+    way one label per sample is required: labels are never broadcast.
     """
+    require_array(scores, "accuracy scores")
     xp = xp or namespace(scores)
     dtype = _float_dtype(scores, xp, "accuracy scores")
-    scores = _as_batch(scores, xp)
-    if scores.shape[0] == 0:
+    if check:
+        require_array(t, "accuracy labels", like=scores)
+    scores, t = _one_sample(scores, t, xp)
+    if scores.ndim != 2:
+        raise ShapeError(f"accuracy: scores must have shape (N, C), got {tuple(scores.shape)}")
+    n, c = scores.shape
+    if n == 0:
         raise ShapeError("accuracy of an empty batch is undefined (0 samples given)")
-    pred = xp.argmax(scores, axis=-1)
-    if t.ndim == 2:
-        t = xp.argmax(t, axis=-1)
-    elif t.ndim == 0:
-        t = xp.reshape(t, (1,))
-    return xp.mean(xp.astype(pred == xp.astype(t, pred.dtype), dtype))
+    if check:
+        if c == 1:
+            check_binary_labels(t, n, where="accuracy labels", xp=xp)
+        else:
+            check_labels(t, c, n, where="accuracy labels", xp=xp)
+    else:  # shapes only (no sync): a (N, 1) label column would broadcast to (N, N)
+        _count(t, n, "accuracy labels")
+        if t.ndim > 2 or (t.ndim == 2 and t.shape[1] != c) or (t.ndim == 2 and c > 1 and
+                                                              is_kind(t.dtype, "integral", xp)):
+            raise LabelError(f"accuracy labels: shape {tuple(t.shape)} does not fit scores of shape "
+                             f"{(n, c)}; expected (N,) labels or (N, {c}) rows")
+    if c == 1:
+        pred = scores[:, 0] > 0.0
+        t = xp.reshape(t, (n,))
+        hit = pred == ((t > 0.5) if is_kind(t.dtype, "real floating", xp) else (t != 0))
+    else:
+        pred = xp.argmax(scores, axis=-1)
+        t = xp.argmax(t, axis=-1) if t.ndim == 2 else t
+        hit = pred == (t if t.dtype == pred.dtype else xp.astype(t, pred.dtype))
+    return xp.mean(xp.astype(hit, dtype))

@@ -13,21 +13,78 @@ every backend.
 from __future__ import annotations
 
 import math
+import numbers
+import os
 
 import numpy as np
 
 from . import functional as F
-from .backend import Backend, from_host_like, host_dtype, namespace, resolve
-from .errors import ConfigError, ShapeError
+from .backend import Backend, check_same_backend, dtype_name, from_host_like, host_dtype, namespace, resolve
+from .errors import BackendMismatchError, CallOrderError, ConfigError, DTypeError, ShapeError
 
 
 def as_rng(rng) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed (int), a Generator, or None (seed 0)."""
+    """A ``numpy.random.Generator`` from a seed (int >= 0), a Generator, or None (seed 0)."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(0 if rng is None else int(rng))
-    raise ConfigError(f"rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ConfigError(f"a random seed must be an integer >= 0, got {rng}; use e.g. seed=0")
+        return np.random.default_rng(int(rng))
+    raise ConfigError(f"rng must be an int seed >= 0 or a numpy.random.Generator, got {rng!r}")
+
+
+def size_arg(name: str, value, least: int = 1) -> int:
+    """``value`` as an int >= ``least``; refuses floats (4.9), bools and strings."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def number_arg(name: str, value) -> float:
+    """``value`` as a finite float; refuses strings, bools, None, NaN and inf."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def check_param(a, name: str, like=None):
+    """Raise a clear error unless ``a`` can be a layer's parameter: a floating-point array that
+    tracks no autograd graph, on ``like``'s library, device and dtype when ``like`` is given."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")):
+        raise BackendMismatchError(f"{name} must be an array (e.g. xpnet.get_backend().asarray(w)), "
+                                   f"got {type(a).__name__}")
+    if getattr(a, "requires_grad", False):
+        raise BackendMismatchError(f"{name} tracks gradients (requires_grad=True): xpnet computes its "
+                                   f"own gradients and autograd would record every step; pass "
+                                   f"{name}.detach()")
+    if not namespace(a).isdtype(a.dtype, "real floating"):
+        raise DTypeError(f"{name} must be floating-point, got dtype {dtype_name(a.dtype)}; an integer "
+                         f"weight would turn the layer's output into integers. Convert it with "
+                         f"xp.astype({name}, xp.float32)")
+    if like is not None:
+        check_same_backend(a, like, name)
+        if a.dtype != like.dtype:
+            raise DTypeError(f"{name} has dtype {dtype_name(a.dtype)} but the layer's other parameters "
+                             f"have {dtype_name(like.dtype)}; give them one dtype")
+    return a
+
+
+def check_fits(nbytes: int, what: str) -> None:
+    """Raise :class:`ConfigError` when ``nbytes`` exceed this machine's physical memory (so a
+    typo such as a hidden size of 10**9 fails at once, not in the allocator or the swap)."""
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): let the allocator say
+        return
+    if nbytes > have:
+        raise ConfigError(f"{what} needs about {nbytes / 1e9:.3g} GB ({nbytes} bytes) for its weights, "
+                          f"more than this machine's {have / 1e9:.3g} GB of memory; use smaller layers")
 
 
 def init_std(init, fan_in: int) -> float:
@@ -39,8 +96,8 @@ def init_std(init, fan_in: int) -> float:
         if key in ("xavier", "sigmoid", "tanh"):
             return math.sqrt(1.0 / fan_in)
         raise ConfigError(f"unknown initializer {init!r}; use 'he', 'xavier' or a standard deviation")
-    std = float(init)
-    if not std > 0 or not math.isfinite(std):
+    std = number_arg("initial weight std (init)", init)
+    if not std > 0:
         raise ConfigError(f"initial weight std must be a positive number, got {init!r}")
     return std
 
@@ -65,6 +122,13 @@ class Layer:
         Layers that can skip the input gradient (Affine) override this."""
         self.backward(dout)
 
+    def _cached(self, value):
+        """``value`` saved by ``forward``, or a clear error when there was no forward yet."""
+        if value is None:
+            raise CallOrderError(f"{type(self).__name__}.backward() called before forward(x); "
+                                 f"run the forward pass first")
+        return value
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
         return f"{type(self).__name__}({shapes})"
@@ -83,6 +147,8 @@ class Affine(Layer):
 
     def __init__(self, W, b):
         super().__init__()
+        check_param(W, "Affine W")
+        check_param(b, "Affine b", like=W)
         if W.ndim != 2 or b.ndim != 1 or b.shape[0] != W.shape[1]:
             raise ShapeError(f"Affine needs W of shape (in, out) and b of shape (out,); "
                              f"got W {tuple(W.shape)}, b {tuple(b.shape)}")
@@ -94,6 +160,8 @@ class Affine(Layer):
     def create(cls, in_size: int, out_size: int, init="he", rng=None, backend: Backend | str | None = None):
         """An Affine layer with Gaussian weights (std from ``init``) and zero bias."""
         be = backend if isinstance(backend, Backend) else resolve(backend)
+        in_size, out_size = size_arg("Affine in_size", in_size), size_arg("Affine out_size", out_size)
+        check_fits(in_size * out_size * (8 + host_dtype(be.dtype).itemsize), f"Affine({in_size}, {out_size})")
         W = as_rng(rng).standard_normal((in_size, out_size)) * init_std(init, in_size)
         return cls(be.asarray(W), be.zeros((out_size,)))
 
@@ -117,7 +185,7 @@ class Affine(Layer):
         return dx if len(self.x_shape) == 2 else namespace(dx).reshape(dx, self.x_shape)
 
     def backward_params(self, dout) -> None:
-        self.grads["W"] = self.x.T @ dout
+        self.grads["W"] = self._cached(self.x).T @ dout
         self.grads["b"] = namespace(dout).sum(dout, axis=0)
 
 
@@ -126,6 +194,8 @@ class MatMul(Layer):
 
     def __init__(self, W):
         super().__init__()
+        if check_param(W, "MatMul W").ndim != 2:
+            raise ShapeError(f"MatMul needs W of shape (in, out), got {tuple(W.shape)}")
         self.params = {"W": W}
         self.x = None
 
@@ -134,7 +204,7 @@ class MatMul(Layer):
         return x @ self.params["W"]
 
     def backward(self, dout):
-        self.grads["W"] = self.x.T @ dout
+        self.grads["W"] = self._cached(self.x).T @ dout
         return dout @ self.params["W"].T
 
 
@@ -143,7 +213,7 @@ class Repeat(Layer):
 
     def __init__(self, n: int):
         super().__init__()
-        self.n = int(n)
+        self.n = size_arg("Repeat n", n)
 
     def forward(self, x, train: bool = True):
         if x.shape[0] != 1:
@@ -169,7 +239,7 @@ class Sum(Layer):
         return namespace(x).sum(x, axis=0, keepdims=True)
 
     def backward(self, dout):
-        return namespace(dout).concat([dout] * self.n, axis=0)
+        return namespace(dout).concat([dout] * self._cached(self.n), axis=0)
 
 
 class ReLU(Layer):
@@ -177,14 +247,15 @@ class ReLU(Layer):
 
     def __init__(self):
         super().__init__()
-        self.x = None
+        self.x = self.xp = None
 
     def forward(self, x, train: bool = True):
         self.x, self.xp = x, namespace(x)
         return F.relu(x, xp=self.xp)
 
     def backward(self, dout):
-        return self.xp.where(self.x > 0, dout, 0.0)
+        x = self._cached(self.x)
+        return self.xp.where(x > 0, dout, 0.0)
 
 
 class Sigmoid(Layer):
@@ -199,7 +270,8 @@ class Sigmoid(Layer):
         return self.out
 
     def backward(self, dout):
-        return dout * self.out * (1.0 - self.out)
+        out = self._cached(self.out)
+        return dout * out * (1.0 - out)
 
 
 class Tanh(Layer):
@@ -214,7 +286,8 @@ class Tanh(Layer):
         return self.out
 
     def backward(self, dout):
-        return dout * (1.0 - self.out * self.out)
+        out = self._cached(self.out)
+        return dout * (1.0 - out * out)
 
 
 class Softmax(Layer):
@@ -230,7 +303,7 @@ class Softmax(Layer):
 
     def backward(self, dout):
         xp = namespace(dout)
-        y = self.out
+        y = self._cached(self.out)
         return y * (dout - xp.sum(dout * y, axis=-1, keepdims=True))
 
 
@@ -244,9 +317,10 @@ class Dropout(Layer):
 
     def __init__(self, ratio: float = 0.5, rng=None):
         super().__init__()
+        ratio = number_arg("Dropout ratio", ratio)
         if not 0.0 <= ratio < 1.0:
             raise ConfigError(f"Dropout ratio must be in [0, 1), got {ratio}")
-        self.ratio = float(ratio)
+        self.ratio = ratio
         self.rng = as_rng(rng)
         self.mask = None
         self.freeze = False
@@ -263,7 +337,7 @@ class Dropout(Layer):
         return (self.rng.random(shape) >= self.ratio).astype(dtype)
 
     def backward(self, dout):
-        return dout * self.mask
+        return dout * self._cached(self.mask)
 
     def config(self) -> dict:
         return {"ratio": self.ratio}
@@ -279,18 +353,31 @@ class BatchNormalization(Layer):
 
     def __init__(self, gamma, beta, momentum: float = 0.9, running_mean=None, running_var=None, eps: float = 1e-7):
         super().__init__()
-        self.params = {"gamma": gamma, "beta": beta}
-        self.momentum, self.eps = float(momentum), float(eps)
+        check_param(gamma, "BatchNormalization gamma")
+        if gamma.ndim != 1:
+            raise ShapeError(f"BatchNormalization needs 1-D gamma (features,), got {tuple(gamma.shape)}")
         xp = namespace(gamma)
-        self.state = {
-            "running_mean": running_mean if running_mean is not None else xp.zeros_like(gamma),
-            "running_var": running_var if running_var is not None else xp.zeros_like(gamma),
-        }
+        # the running variance starts at 1 (as in PyTorch and Keras): untrained, evaluation
+        # mode passes the input through
+        state = {"running_mean": xp.zeros_like(gamma) if running_mean is None else running_mean,
+                 "running_var": xp.ones_like(gamma) if running_var is None else running_var}
+        for name, a in (("beta", beta), *state.items()):
+            check_param(a, f"BatchNormalization {name}", like=gamma)
+            if tuple(a.shape) != tuple(gamma.shape):
+                raise ShapeError(f"BatchNormalization {name} has shape {tuple(a.shape)}; gamma has "
+                                 f"{tuple(gamma.shape)}")
+        self.momentum, self.eps = number_arg("momentum", momentum), number_arg("eps", eps)
+        if not (0.0 <= self.momentum < 1.0 and self.eps > 0):
+            raise ConfigError(f"BatchNormalization needs momentum in [0, 1) and eps > 0, got "
+                              f"momentum={momentum!r}, eps={eps!r}")
+        self.params = {"gamma": gamma, "beta": beta}
+        self.state = state
         self.xc = self.std = self.xn = self.x_shape = None
 
     @classmethod
     def create(cls, size: int, backend: Backend | str | None = None, momentum: float = 0.9):
         be = backend if isinstance(backend, Backend) else resolve(backend)
+        size = size_arg("BatchNormalization size", size)
         return cls(be.asarray(np.ones(size)), be.zeros((size,)), momentum=momentum)
 
     def forward(self, x, train: bool = True):
@@ -298,6 +385,9 @@ class BatchNormalization(Layer):
         self.x_shape = x.shape
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], -1))
+        if x.shape[1] != self.params["gamma"].shape[0]:
+            raise ShapeError(f"BatchNormalization expects {self.params['gamma'].shape[0]} features per "
+                             f"sample, got {x.shape[1]} (input shape {tuple(self.x_shape)})")
         if train:
             mu = xp.mean(x, axis=0)
             self.xc = x - mu
@@ -319,7 +409,7 @@ class BatchNormalization(Layer):
             dout = xp.reshape(dout, (dout.shape[0], -1))
         n = dout.shape[0]
         self.grads["beta"] = xp.sum(dout, axis=0)
-        self.grads["gamma"] = xp.sum(self.xn * dout, axis=0)
+        self.grads["gamma"] = xp.sum(self._cached(self.xn) * dout, axis=0)
         dxn = self.params["gamma"] * dout
         dxc = dxn / self.std
         dstd = -xp.sum((dxn * self.xc) / (self.std * self.std), axis=0)

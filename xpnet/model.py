@@ -16,6 +16,7 @@ from . import functional as F
 from . import layers as L
 from .backend import (
     Backend,
+    backend_name,
     check_same_backend,
     device,
     dtype_name,
@@ -25,7 +26,7 @@ from .backend import (
     resolve,
     to_numpy,
 )
-from .errors import ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
+from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
 
 
@@ -49,7 +50,11 @@ class _LayerDicts(MutableMapping):
         if key not in self._where:
             raise KeyError(f"no parameter {key!r}; this model has {list(self._where)}")
         layer, name = self._where[key]
-        getattr(layer, self._attr)[name] = value
+        d = getattr(layer, self._attr)
+        if getattr(value, "shape", None) != d[name].shape:  # a tuple compare: cheap per step
+            raise ShapeError(f"{key} has shape {tuple(d[name].shape)}; cannot replace it with "
+                             f"{type(value).__name__} of shape {getattr(value, 'shape', None)}")
+        d[name] = value
 
     def __delitem__(self, key):
         raise TypeError("a model's parameters cannot be deleted")
@@ -72,15 +77,48 @@ class _LayerDicts(MutableMapping):
         return "{" + ", ".join(f"{k}: shape {tuple(v.shape)}" for k, v in self.items()) + "}"
 
 
+def _is_layer(obj) -> bool:
+    return (callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None))
+            and isinstance(getattr(obj, "params", None), dict) and isinstance(getattr(obj, "grads", None), dict))
+
+
 class Sequential:
-    """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default)."""
+    """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default).
+
+    Each layer object appears once (a layer keeps the arrays of its last forward pass);
+    every parameter shares one library, device and float dtype. A Sequential with no
+    layers is a loss on its own (``loss``, ``gradient_check`` take the scores as ``x``);
+    ``predict`` and training need layers.
+    """
 
     def __init__(self, layers, loss=None):
+        if _is_layer(layers) or isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise ConfigError(f"Sequential takes a list of layers, got {type(layers).__name__}; "
+                              f"e.g. Sequential([Affine(W1, b1), ReLU(), Affine(W2, b2)])")
         self.layers = list(layers)
+        seen: dict[int, int] = {}
+        for i, layer in enumerate(self.layers):
+            if not _is_layer(layer):
+                raise ConfigError(f"layers[{i}] is a {type(layer).__name__}, not a layer: a layer has "
+                                  f"forward(x, train), backward(dout) and params/grads dicts "
+                                  f"(e.g. xpnet.Affine, xpnet.ReLU)")
+            j = seen.setdefault(id(layer), i)
+            if j != i:
+                raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
+                                  f"a layer keeps the arrays of its last forward pass for backward, so "
+                                  f"it can appear only once: create a second layer")
+        if loss is not None and not (callable(getattr(loss, "forward", None))
+                                     and callable(getattr(loss, "backward", None))):
+            raise ConfigError(f"loss must be a loss layer (e.g. xpnet.SoftmaxWithLoss()), got {loss!r}")
         self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
         self.params = _LayerDicts(self.layers, "params")
         self.state = _LayerDicts(self.layers, "state")
         self._grads = _LayerDicts(self.layers, "grads", keys_of="params")
+        ref = None
+        for kind, mapping in (("parameter", self.params), ("state array", self.state)):
+            for key, a in mapping.items():
+                L.check_param(a, f"{kind} {key}", like=ref)
+                ref = a if ref is None else ref
 
     # ------------------------------------------------------------------ checks
     def _reference(self):
@@ -94,30 +132,50 @@ class Sequential:
         return None if ref is None else ref.dtype
 
     def check_input(self, x, where: str = "model input"):
-        """Raise a clear error for arrays of the wrong backend, device, dtype or shape, and
-        :class:`NonFiniteError` for NaN or inf (an error, not a warning). Float inputs of
-        another precision are cast to the model's dtype."""
+        """Raise a clear error for arrays of the wrong backend, device, dtype or shape, for
+        arrays that track autograd gradients, and :class:`NonFiniteError` for NaN or inf (an
+        error, not a warning). Float inputs of another precision are cast to the model's
+        dtype; values that the cast would turn into inf (1e39 into float32) are refused."""
+        F.require_array(x, where)
+        if getattr(x, "requires_grad", False):  # e.g. a torch tensor: autograd would record every step
+            raise BackendMismatchError(f"{where} tracks gradients (requires_grad=True); xpnet computes "
+                                       f"its own gradients: pass x.detach()")
         ref = self._reference()
-        if ref is None:
-            return x
-        first = next(layer for layer in self.layers if layer.params)
-        check_same_backend(x, ref, f"{where} of {type(first).__name__} (layer {self.layers.index(first)})")
+        if ref is not None:
+            first = next(layer for layer in self.layers if layer.params)
+            check_same_backend(x, ref, f"{where} of {type(first).__name__} (layer {self.layers.index(first)})")
         xp = namespace(x)
+        want = x.dtype if ref is None else ref.dtype
         if not xp.isdtype(x.dtype, "real floating"):
-            raise DTypeError(f"{where}: expected floating-point features ({dtype_name(ref.dtype)}), got "
-                             f"dtype {dtype_name(x.dtype)}; convert with xp.astype(x, xp.{dtype_name(ref.dtype)})")
+            name = "float32" if ref is None else dtype_name(want)
+            raise DTypeError(f"{where}: expected floating-point features ({name}), got "
+                             f"dtype {dtype_name(x.dtype)}; convert with xp.astype(x, xp.{name})")
         if x.ndim < 2 or x.shape[0] == 0:
             raise ShapeError(f"{where}: expected a non-empty batch of shape (N, features...), "
                              f"got shape {tuple(x.shape)}")
-        if not bool(to_numpy(xp.all(xp.isfinite(x)))):  # one sync per call; the trainer checks once
-            bad = int(to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int64))))
-            raise NonFiniteError(f"{where}: {bad} NaN or inf value(s) in the input of shape "
-                                 f"{tuple(x.shape)}; clean or impute them before training")
-        return x if x.dtype == ref.dtype else xp.astype(x, ref.dtype)
+        narrowing = host_dtype(x.dtype).itemsize > host_dtype(want).itemsize
+        limit = float(xp.finfo(want).max)
+        ok = xp.all(xp.abs(x) <= limit) if narrowing else xp.all(xp.isfinite(x))  # False for NaN
+        if not bool(to_numpy(ok)):  # one sync per call; the trainer checks once
+            bad = int(to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int32))))
+            if bad:
+                raise NonFiniteError(f"{where}: {bad} NaN or inf value(s) in the input of shape "
+                                     f"{tuple(x.shape)}; clean or impute them before training")
+            big = float(to_numpy(xp.max(xp.abs(x))))
+            raise NonFiniteError(f"{where}: values up to {big:.4g} overflow the model's "
+                                 f"{dtype_name(want)} (max ~{limit:.3g}): the cast would make them inf; "
+                                 f"scale the features down, or build the model in float64")
+        return x if x.dtype == want else xp.astype(x, want)
 
     # ------------------------------------------------------------------ passes
     def predict(self, x, train: bool = False, check: bool = True):
         """Scores (the last layer's output, before the loss) for a batch ``x``."""
+        if not self.layers:
+            raise ConfigError("this Sequential has no layers, so it has nothing to predict with; "
+                              "give it layers, e.g. xpnet.mlp([784, 100, 10])")
+        return self._forward(x, train, check)
+
+    def _forward(self, x, train: bool, check: bool):
         if check:
             x = self.check_input(x)
         for layer in self.layers:
@@ -125,18 +183,21 @@ class Sequential:
         return x
 
     def loss(self, x, t, train: bool = True, check: bool = True):
-        """Mean loss of batch ``x`` with targets ``t`` (a 0-d array; no host sync)."""
+        """Mean loss of batch ``x`` with targets ``t`` (a 0-d array; no host sync unless
+        ``check``). ``check=True`` validates the input and the targets (device syncs);
+        ``check=False`` skips both, for data validated once (``loss_layer.forward(.., check)``)."""
         if check:
             t = self._check_targets(t, x)
-        return self.loss_layer.forward(self.predict(x, train, check), t, check=check)
+        return self.loss_layer.forward(self._forward(x, train, check), t, check=check)
 
-    def _check_targets(self, t, x):
+    def _check_targets(self, t, x, where: str = "targets given to the loss"):
+        F.require_array(x, "model input")
+        F.require_array(t, where)
         ref = self._reference()
-        if ref is not None:
-            check_same_backend(t, ref, "targets given to the loss")
-        if t.ndim == 0 or t.shape[0] != x.shape[0]:
-            raise LabelError(f"{t.shape[0] if t.ndim else 'a scalar of'} labels given for a batch "
-                             f"of {x.shape[0]} samples; expected one per sample")
+        check_same_backend(t, x if ref is None else ref, where)
+        if t.ndim == 0 or x.ndim == 0 or t.shape[0] != x.shape[0]:
+            raise LabelError(f"{t.shape[0] if t.ndim else 'a single (0-d)'} labels given for a batch "
+                             f"of {x.shape[0] if x.ndim else '?'} samples; expected one per sample")
         return t
 
     def backward(self, dout=1.0, input_grad: bool = True):
@@ -166,16 +227,38 @@ class Sequential:
         self.backward(input_grad=False)
         return dict(self._grads.items())
 
-    def accuracy(self, x, t, batch_size: int | None = None) -> float:
-        """Fraction of samples classified right (a Python float: one host sync)."""
+    def accuracy(self, x, t, batch_size: int | None = None, check: bool = True) -> float:
+        """Fraction of samples classified right, in evaluation mode (a Python float).
+
+        Labels as :func:`xpnet.accuracy` takes them: integer labels (N,) or one-hot rows for
+        C >= 2 outputs; for ONE output (binary logits, ``loss="sigmoid"``) the prediction is
+        ``score > 0`` and the labels are 0/1 of shape (N,) or (N, 1). ``check=True`` runs
+        the model's input checks and validates the labels once (a few device syncs);
+        ``batch_size`` (an int >= 1) bounds the memory of one forward pass.
+        """
+        if batch_size is not None:
+            batch_size = L.size_arg("accuracy batch_size", batch_size)
+        if not self.layers:
+            return self.predict(x)  # the error for a model with no layers
+        if check:
+            x = self.check_input(x, "accuracy input")
+            t = self._check_targets(t, x, "accuracy labels")
+        xp = namespace(x)
         n = x.shape[0]
-        step = n if batch_size is None else int(batch_size)
-        hits = 0.0
+        step = n if batch_size is None else batch_size
+        hits = None
         for i in range(0, n, step):
             stop = min(i + step, n)  # strict: slice ends may not pass the end
             xb, tb = x[i:stop, ...], t[i:stop, ...]
-            hits += float(to_numpy(F.accuracy(self.predict(xb), tb))) * xb.shape[0]
-        return hits / n
+            scores = self._forward(xb, False, False)
+            if check and i == 0:  # all the labels, once, against the output width
+                if scores.shape[1] == 1:
+                    F.check_binary_labels(t, n, where="accuracy labels", xp=xp)
+                else:
+                    F.check_labels(t, scores.shape[1], n, where="accuracy labels", xp=xp)
+            h = F.accuracy(scores, tb, check=False, xp=xp) * xb.shape[0]
+            hits = h if hits is None else hits + h
+        return float(to_numpy(hits)) / n  # one sync
 
     # ------------------------------------------------------------------ numerical gradient
     def numerical_gradient(self, x, t, eps: float = 1e-5, dtype: str = "float64", wrt_input: bool = False) -> dict:
@@ -186,6 +269,7 @@ class Sequential:
         only the scalar loss comes back to the host. Parameters are restored afterwards.
         With ``wrt_input=True`` the result also has key ``"x"``: d loss / d x.
         """
+        eps = _check_gradient_args(dtype, eps)
         with _cast(self, x, dtype) as (xc, ref):
             xp = namespace(ref)
             with _frozen(self):
@@ -196,6 +280,9 @@ class Sequential:
                     self.state.update(saved)
                     return value
 
+                saved = dict(self.state)  # the targets, checked once (the loop below skips it)
+                self.loss_layer.forward(self._forward(xc, True, True), t, check=True)
+                self.state.update(saved)
                 xc_box = [xc]
                 out = {}
                 targets = list(self.params.items()) + ([("x", xc)] if wrt_input else [])
@@ -226,6 +313,9 @@ class Sequential:
         ``floor`` defaults to 1e-5 in float64 and 1e-3 in float32.
         In float64, 1e-6 or less means the backward is right; a wrong formula gives 1e-2 or more.
         """
+        _check_gradient_args(dtype, eps)
+        if floor is not None and not L.number_arg("floor", floor) > 0:
+            raise ConfigError(f"floor must be a number > 0, got {floor!r}")
         num = self.numerical_gradient(x, t, eps, dtype, wrt_input)
         with _cast(self, x, dtype) as (xc, _), _frozen(self):
             saved = dict(self.state)
@@ -256,6 +346,16 @@ class Sequential:
         return f"Sequential(\n  {inner},\n  loss={type(self.loss_layer).__name__})"
 
 
+def _check_gradient_args(dtype, eps) -> float:
+    if dtype not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be 'float32' or 'float64' for numerical gradients, got {dtype!r}")
+    eps = L.number_arg("eps", eps)
+    if not eps > 0:
+        raise ConfigError(f"eps (the finite-difference step) must be > 0, got {eps!r}; use 1e-5 in "
+                          f"float64 or 1e-2 in float32")
+    return eps
+
+
 def _size(a) -> int:
     n = 1
     for s in a.shape:
@@ -277,8 +377,13 @@ class _cast:
         dt = getattr(xp, self.dtype)
         info = xp.__array_namespace_info__()
         if self.dtype not in info.dtypes(device=device(x), kind="real floating"):
-            raise DTypeError(f"numerical gradients in {self.dtype} asked for, but device {device(x)} "
-                             f"has no {self.dtype}; pass dtype='float32' (and a larger eps, e.g. 1e-2)")
+            name = backend_name(x)
+            raise DTypeError(f"numerical gradients in {self.dtype} asked for, but {name} arrays on device "
+                             f"{device(x)} have no {self.dtype} in this process. Pass dtype='float32' (with "
+                             f"a larger eps, e.g. 1e-2), or turn {self.dtype} on where the library has it "
+                             f"by resolving a {self.dtype} backend first: "
+                             f"xpnet.get_backend({name!r}, dtype={self.dtype!r}) (it says so if this device "
+                             f"cannot have {self.dtype}); the model may stay float32")
         self.saved_params, self.saved_state = dict(m.params), dict(m.state)
         for mapping, saved in ((m.params, self.saved_params), (m.state, self.saved_state)):
             for k, v in saved.items():
@@ -317,19 +422,30 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
     Each hidden layer is Affine -> (BatchNormalization) -> activation -> (Dropout).
     ``init`` defaults to He for ReLU and Xavier for sigmoid/tanh. Weights are drawn on the
     host from ``numpy.random.default_rng(seed)``, so the same seed gives the same model on
-    every backend.
+    every backend. ``backend`` is a name, or a resolved :class:`Backend`; with a Backend,
+    ``device`` and ``dtype`` may only repeat its own (a conflict is refused). A model whose
+    parameters would not fit in this machine's memory is refused before anything is drawn.
     """
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < 2 or min(sizes) < 1:
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise ConfigError(f"mlp sizes must be a list of integers [inputs, hidden..., outputs], got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
         raise ConfigError(f"mlp sizes must be at least [inputs, outputs], all >= 1; got {sizes}")
+    sizes = [L.size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
     act = L.ACTIVATIONS.get(str(activation).lower())
     if act is None:
         raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(L.ACTIVATIONS)}")
+    dropout = L.number_arg("mlp dropout", dropout)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"mlp dropout must be in [0, 1), got {dropout}")
     if str(loss).lower() not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
-    be = backend if isinstance(backend, Backend) else resolve(backend, device, dtype)
+    be = _mlp_backend(backend, device, dtype)
     init = init if init is not None else ("he" if act is L.ReLU else "xavier")
     rng = L.as_rng(seed)
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    L.check_fits(sum(i * o + o for i, o in pairs) * host_dtype(be.dtype).itemsize
+                 + max(i * o for i, o in pairs) * 8, f"mlp({sizes}) in {be.dtype_name}")
     layers: list = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(L.Affine.create(n_in, n_out, init, rng, be))
@@ -340,6 +456,20 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
             if dropout:
                 layers.append(L.Dropout(dropout, rng=rng.integers(2**31)))
     return Sequential(layers, LOSSES[str(loss).lower()]())
+
+
+def _mlp_backend(backend, device, dtype) -> Backend:
+    if not isinstance(backend, Backend):
+        if backend is not None and not isinstance(backend, str):
+            raise ConfigError(f"backend must be a name (e.g. 'torch') or an xpnet Backend, got {backend!r}")
+        return resolve(backend, device, dtype)
+    if dtype is not None and dtype != backend.dtype_name:
+        raise ConfigError(f"dtype={dtype!r} conflicts with the backend given ({backend}); pass one of "
+                          f"them: backend=xpnet.get_backend({backend.name!r}, dtype={dtype!r})")
+    if device is not None and resolve(backend.name, device, backend.dtype_name).device != backend.device:
+        raise ConfigError(f"device={device!r} conflicts with the backend given ({backend}); pass one of "
+                          f"them: backend=xpnet.get_backend({backend.name!r}, device={device!r})")
+    return backend
 
 
 def check_finite(value: float, where: str) -> float:

@@ -6,29 +6,34 @@ storing the new array back into ``params`` (jax and dask arrays cannot change in
 and ``p -= d`` there would only rebind a local name). Either way the layers see it.
 
 State (velocities, squared-gradient sums, step count) lives in ``self.state``, plain
-dicts of arrays, so it can be saved, restored and compared.
+dicts of arrays, so it can be saved, restored and compared. That state belongs to one
+model: the first ``update`` binds the optimizer to its ``params`` mapping, and another
+model's parameters are refused. Gradients are checked (same keys, array type, shape and
+dtype as the parameters) before any parameter changes.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 
-from .backend import is_writeable, materialize, namespace, sub_scaled_
-from .errors import ConfigError
+from .backend import dtype_name, is_writeable, materialize, namespace, sub_scaled_
+from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
+from .layers import check_param, number_arg
 
 
 def _check_positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    v = float(value)
     if not (v > 0 and math.isfinite(v)):
         raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
     return v
 
 
 def _check_fraction(name: str, value) -> float:
-    v = float(value)
+    v = number_arg(name, value)
     if not 0.0 <= v < 1.0:
         raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
     return v
@@ -41,20 +46,25 @@ class Optimizer:
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0):
         self.lr = _check_positive("learning rate (lr)", lr)
-        if not (float(weight_decay) >= 0 and math.isfinite(float(weight_decay))):
+        if not number_arg("weight_decay", weight_decay) >= 0:
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
         self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
         self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
+        self._params = None  # the params mapping this optimizer's state belongs to
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
-        self.state["step"] += 1
+        if params is not self._params and not hasattr(params, "items"):
+            raise ConfigError(f"params must be a dict of arrays (model.params), got {type(params).__name__}")
         items = list(params.items())
-        xp = namespace(items[0][1]) if items else None  # once per step: one model, one backend
-        for key, p in items:
-            g = grads[key]
+        if params is not self._params:
+            self._bind(params, items)
+        gs = self._check_grads(items, grads)  # all checked before any parameter changes
+        self.state["step"] += 1
+        xp = namespace(items[0][1])  # once per step: one model, one backend
+        for (key, p), g in zip(items, gs):
             if self.weight_decay:
                 g = g + self.weight_decay * p
             seen = self._inplace.get(key)
@@ -64,6 +74,49 @@ class Optimizer:
                 self.update_inplace(key, p, g, xp)
             else:
                 params[key] = materialize(p - self.delta(key, p, g, xp))
+
+    def _bind(self, params, items) -> None:
+        """Tie the state to ``params``: refuse another model's (the state would be shared)."""
+        if not items:
+            raise ConfigError("no parameters to update: the model has no layers with weights "
+                              "(add e.g. xpnet.Affine layers)")
+        if self._params is not None:
+            old = self._params
+            if len(old) != len(items) or any(k not in old or old[k] is not p for k, p in items):
+                raise ConfigError(f"this {type(self).__name__} already updates another model's parameters "
+                                  f"({', '.join(old)}); its state (step count, per-parameter slots) "
+                                  f"belongs to that model. Create one optimizer per model")
+        for key, p in items:
+            check_param(p, f"params[{key!r}]", like=items[0][1])
+        shapes = {k: tuple(p.shape) for k, p in items}
+        for slot in self.slots:
+            for k, v in self.state[slot].items():
+                if shapes.get(k) != tuple(v.shape):
+                    raise ConfigError(f"optimizer state {slot}[{k!r}] has shape {tuple(v.shape)} but the "
+                                      f"parameters have {shapes.get(k, 'no such key')}: this state is "
+                                      f"another model's; create a new optimizer")
+        self._params = params
+
+    def _check_grads(self, items, grads) -> list:
+        if not hasattr(grads, "keys") or not hasattr(grads, "__getitem__"):
+            raise ConfigError(f"grads must be a dict keyed like params, got {type(grads).__name__}")
+        missing = [k for k, _ in items if k not in grads]
+        if missing or len(grads) != len(items):
+            extra = [k for k in grads.keys() if k not in dict(items)]
+            raise ConfigError(f"grads do not match params: missing {missing}, unexpected {extra}; "
+                              f"expected exactly the keys {[k for k, _ in items]}")
+        gs = [grads[k] for k, _ in items]
+        for (key, p), g in zip(items, gs):
+            if type(g) is not type(p):
+                raise BackendMismatchError(f"grads[{key!r}] is a {type(g).__name__}; expected an array "
+                                           f"like params[{key!r}] ({type(p).__name__})")
+            if g.shape != p.shape:
+                raise ShapeError(f"grads[{key!r}] has shape {tuple(g.shape)} but params[{key!r}] has "
+                                 f"{tuple(p.shape)}; a gradient has its parameter's shape (no broadcasting)")
+            if g.dtype != p.dtype:
+                raise DTypeError(f"grads[{key!r}] has dtype {dtype_name(g.dtype)} but params[{key!r}] has "
+                                 f"{dtype_name(p.dtype)}; cast the gradient first")
+        return gs
 
     def delta(self, key, p, g, xp):
         raise NotImplementedError
@@ -131,7 +184,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
-        self.eps = float(eps)
+        self.eps = _check_positive("eps", eps)
 
     def delta(self, key, p, g, xp):
         h = self._set("h", key, self._slot("h", key, p, xp) + g * g)
@@ -146,7 +199,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         self.decay_rate = _check_fraction("decay_rate", decay_rate)
-        self.eps = float(eps)
+        self.eps = _check_positive("eps", eps)
 
     def delta(self, key, p, g, xp):
         r = self.decay_rate
@@ -169,7 +222,7 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay)
         self.beta1 = _check_fraction("beta1", beta1)
         self.beta2 = _check_fraction("beta2", beta2)
-        self.eps = float(eps)
+        self.eps = _check_positive("eps", eps)
 
     def delta(self, key, p, g, xp):
         b1, b2, t = self.beta1, self.beta2, self.state["step"]
@@ -198,4 +251,11 @@ def get_optimizer(name: str, lr: float | None = None, **kwargs) -> Optimizer:
     cls = OPTIMIZERS.get(str(name).lower())
     if cls is None:
         raise ConfigError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-    return cls(**kwargs) if lr is None else cls(lr=lr, **kwargs)
+    if lr is not None:
+        kwargs["lr"] = lr
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError:
+        valid = [p for p in inspect.signature(cls).parameters]
+        raise ConfigError(f"optimizer {name!r} takes {', '.join(valid)}; got {', '.join(kwargs)}") from None
+    return cls(**kwargs)

@@ -50,9 +50,26 @@ except ImportError:  # Windows
 
 from . import checkpoint as ckpt
 from . import functional as F
-from .backend import backend_name, check_same_backend, from_host_like, host_dtype, is_writeable, namespace, to_numpy
+from .backend import (
+    backend_name,
+    check_same_backend,
+    device_context,
+    from_host_like,
+    host_dtype,
+    is_writeable,
+    namespace,
+    to_numpy,
+)
 from .data import Loader
-from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, OutputError
+from .errors import (
+    BackendMismatchError,
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    LabelError,
+    NonFiniteError,
+    OutputError,
+)
 from .model import Sequential, mlp
 from .optimizers import Optimizer, get_optimizer
 
@@ -266,7 +283,7 @@ def evaluate(model: Sequential, x, t, batch_size: int = 2048):
         scores = model.predict(xb, train=False, check=False)
         nb = xb.shape[0]
         loss = model.loss_layer.forward(scores, tb, check=False) * nb
-        acc = F.accuracy(scores, tb, xp=xp) * nb
+        acc = F.accuracy(scores, tb, check=False, xp=xp) * nb
         loss_sum = loss if loss_sum is None else loss_sum + loss
         acc_sum = acc if acc_sum is None else acc_sum + acc
     return loss_sum / n, acc_sum / n
@@ -394,6 +411,7 @@ class Trainer:
         ref = next(iter(self.model.params.values()))
         if hasattr(data, "x_train"):
             dt = host_dtype(ref.dtype)
+            self._check_fits(data)
 
             def put(a, what):
                 a = np.asarray(a)
@@ -435,6 +453,20 @@ class Trainer:
             x_test = self.model.check_input(x_test, "test features")
         return x_train, t_train, x_test, t_test
 
+    def _check_fits(self, data) -> None:
+        """A dataset whose width or class count does not fit the model, named as such."""
+        first = next((layer.params["W"] for layer in self.model.layers if "W" in layer.params), None)
+        n_out = self._num_outputs()
+        features = int(np.prod(np.shape(data.x_train)[1:]))
+        classes = getattr(data, "num_classes", None)
+        fits_out = n_out is None or classes is None or n_out == classes or (n_out == 1 and classes == 2)
+        if (first is not None and int(first.shape[0]) != features) or not fits_out:
+            raise ConfigError(
+                f"the model takes {first.shape[0] if first is not None else '?'} features and gives {n_out} "
+                f"outputs, but dataset {getattr(data, 'name', '?')!r} has {features} features and {classes} "
+                "classes; train a new model for it, or resume on the dataset the checkpoint was trained on"
+            )
+
     def _check_data(self):
         n_out = self._num_outputs()
         if n_out is None:
@@ -443,8 +475,8 @@ class Trainer:
         if self.x_test is not None:
             pairs.append(("test labels", self.t_test, self.x_test))
         for where, t, x in pairs:
-            if n_out == 1:  # a binary model: one score per sample, targets 0 or 1
-                _check_binary_targets(t, x.shape[0], where)
+            if n_out == 1:  # a binary model: one score per sample, targets 0/1 (or probabilities)
+                F.check_binary_labels(t, x.shape[0], soft=True, where=where)
             else:
                 F.check_labels(t, n_out, x.shape[0], where=where)
 
@@ -524,6 +556,7 @@ class Trainer:
         ``batch_size``...). ``dtype``, ``lr`` and ``weight_decay`` override the checkpoint's.
         """
         model, optimizer, meta = ckpt.load(path, backend=backend, device=device, dtype=dtype)
+        _check_resume_meta(meta, path)
         if optimizer is None:
             raise ConfigError(f"checkpoint {os.fspath(path)!r} has no optimizer state; it cannot be resumed")
         if lr is not None:
@@ -666,8 +699,10 @@ class Trainer:
         emit = (bar.write if bar is not None else self.log) if self.log else None
         self.history.stopped = "running"
         try:
-            # a diverging run overflows on the way; the loss check below names it, once
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            # a diverging run overflows on the way; the loss check below names it, once. The model's
+            # device is made current for the work (CuPy runs kernels on its current device)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
+                    device_context(next(iter(self.model.params.values()))):
                 while self.epoch < epochs:
                     t0 = time.perf_counter()
                     c0 = 0.0 if self.step is None else self.step.compile_seconds
@@ -766,23 +801,23 @@ def _make_step(model: Sequential, optimizer: Optimizer, mode: str):
     return None
 
 
-def _check_binary_targets(t, n: int, where: str) -> None:
-    """0/1 targets for a one-output (sigmoid) model: shape (N,) or (N, 1), integers 0 or 1 or
-    floats in [0, 1]. Reads them back once (done once per dataset)."""
-    if t.ndim == 0 or t.shape[0] != n:
-        raise LabelError(f"{where}: {t.shape[0] if t.ndim else 'a scalar of'} labels given for {n} samples; "
-                         "expected one per sample")
-    host = to_numpy(t)
-    if host.ndim == 2 and host.shape[1] == 1:
-        host = host[:, 0]
-    if host.ndim != 1 or host.dtype.kind not in "iuf":
-        raise LabelError(f"{where}: a one-output model takes targets 0/1 of shape (N,) or (N, 1) (integer or "
-                         f"float); got shape {tuple(t.shape)}, dtype {host.dtype}")
-    ok = np.isin(host, (0, 1)) if host.dtype.kind in "iu" else (host >= 0) & (host <= 1)
-    if not ok.all():
-        bad = host[~ok][0]
-        raise LabelError(f"{where}: a one-output model takes targets in {{0, 1}} (or probabilities in [0, 1]); "
-                         f"got {bad!r}")
+def _check_resume_meta(meta: dict, path) -> None:
+    """The run state a resume reads from a checkpoint's meta, checked (a hand-edited file)."""
+    def bad(key, expected):
+        return CheckpointError(f"{os.fspath(path)!r}: meta.{key} is {meta.get(key)!r}; expected {expected}. "
+                               "The file was edited or not written by the trainer; it cannot be resumed")
+
+    epoch = meta.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad("epoch", "an integer >= 0")
+    history = meta.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history) or len(history) > epoch:
+        raise bad("history", f"a list of at most {epoch} per-epoch records (dicts)")
+    batch = meta.get("batch_size", 64)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise bad("batch_size", "a positive integer")
+    if "loader_rng" in meta and not isinstance(meta["loader_rng"], dict):
+        raise bad("loader_rng", "a NumPy bit generator state (a dict)")
 
 
 def _check_lr(optimizer: Optimizer, model: Sequential) -> None:

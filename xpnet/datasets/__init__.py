@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ShapeError
 from . import idx
 
 SPLIT_SEED = 20240601
@@ -43,14 +43,46 @@ class Scaler:
 
     def __call__(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
+        if len(self.offset) > 1 and (x.ndim != 2 or x.shape[1] != len(self.offset)):
+            raise ShapeError(
+                f"this {self.kind} scaler was fitted on {len(self.offset)} features; expected samples "
+                f"of shape (N, {len(self.offset)}), got shape {x.shape}"
+            )
         return (x - np.asarray(self.offset)) / np.asarray(self.divisor)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "offset": self.offset, "divisor": self.divisor}
 
     @classmethod
-    def from_json(cls, d: dict) -> Scaler:
-        return cls(d["kind"], d["offset"], d["divisor"])
+    def from_json(cls, d, num_features: int | None = None) -> Scaler:
+        """The scaler in ``d`` (from :meth:`to_json`), checked; ``num_features``: the width it must fit."""
+
+        def bad(what: str):
+            raise DataError(
+                f"bad scaler {str(d)[:80]}: {what}; expected {{'kind': str, 'offset': [numbers], "
+                f"'divisor': [non-zero numbers]}} with 1 or {num_features or 'F'} numbers each, "
+                f"as Scaler.to_json writes"
+            )
+
+        if not isinstance(d, dict) or not {"kind", "offset", "divisor"} <= set(d):
+            bad("not a dict with the keys kind, offset and divisor")
+        if not isinstance(d["kind"], str):
+            bad(f"kind is {d['kind']!r}, not a string")
+        for key in ("offset", "divisor"):
+            v = d[key]
+            if not isinstance(v, list) or not v or not all(_is_finite_number(a) for a in v):
+                bad(f"{key} is not a non-empty list of finite numbers")
+        if len(d["offset"]) != len(d["divisor"]):
+            bad(f"{len(d['offset'])} offsets but {len(d['divisor'])} divisors")
+        if 0 in d["divisor"]:
+            bad("a divisor is 0")
+        if num_features is not None and len(d["offset"]) not in (1, num_features):
+            bad(f"{len(d['offset'])} offsets for a model of {num_features} features")
+        return cls(d["kind"], list(d["offset"]), list(d["divisor"]))
+
+
+def _is_finite_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
 
 @dataclass
@@ -85,7 +117,7 @@ def stratified_split(labels, test_fraction: float = TEST_FRACTION, seed: int = S
     For each class (in label order) its indices are shuffled with one seeded generator and
     ``round(n_class * test_fraction)`` of them go to the test part. Both index arrays are sorted.
     """
-    if not 0.0 < float(test_fraction) < 1.0:
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
         raise ConfigError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -196,6 +228,8 @@ def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float 
     ``4 j + 4 r + noise * N(0, 1)``, at ``(r sin(angle), r cos(angle))``. Returns host
     arrays ``x`` (float64, shape (classes * points, 2)) and integer labels ``t``.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"spiral seed must be an integer >= 0, got {seed!r}")
     if points_per_class < 1 or num_classes < 1:
         raise ConfigError(
             f"spiral needs at least one class and one point per class, got "

@@ -87,6 +87,22 @@ def default_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "xpnet"
 
 
+def data_folder(data_dir=None) -> Path:
+    """The folder ``data_dir`` (or the default one), refused when it names a file or nothing."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise DataError(f"the data folder must be a path (str or pathlib.Path), got {type(data_dir).__name__}")
+    if data_dir is not None and not os.fspath(data_dir).strip():
+        raise DataError(f"the data folder is an empty string; pass a folder path, or leave it out for {default_dir()}")
+    folder = Path(data_dir).expanduser() if data_dir is not None else default_dir()
+    if folder.exists() and not folder.is_dir():
+        source = "--data-dir / data_dir" if data_dir is not None else f"${ENV_DIR}"
+        raise DataError(
+            f"the data folder {os.fspath(folder)!r} ({source}) is a file; expected a folder that holds the "
+            f"MNIST IDX files or can cache the downloads (e.g. {os.fspath(folder.parent)!r})"
+        )
+    return folder
+
+
 def _find_local(folder: Path, variant: str, filename: str) -> Path | None:
     for base in (folder, folder / variant):
         for name in (filename, filename.removesuffix(".gz")):
@@ -127,7 +143,7 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                     got += len(block)
         except http.client.IncompleteRead as e:
             raise DataError(f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})") from e
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:  # ValueError: a bad URL
             reason = getattr(e, "reason", None) or e
             raise DataError(f"{url}: download failed ({reason})") from e
         if expected is not None and got != int(expected):
@@ -154,7 +170,7 @@ def fetch(
 
     ``mirrors`` (base URLs) and ``sha256`` default to the known ones for ``variant``.
     """
-    folder = Path(data_dir).expanduser() if data_dir is not None else default_dir()
+    folder = data_folder(data_dir)
     found = _find_local(folder, variant, filename)
     if found is not None:
         return found
@@ -163,7 +179,7 @@ def fetch(
             f"{variant} file {filename} not found in {folder} (or {folder / variant}); "
             f"put a copy there, point --data-dir / ${ENV_DIR} at one, or allow the download"
         )
-    mirrors = list(mirrors if mirrors is not None else MIRRORS[variant])
+    mirrors = list(mirrors if mirrors is not None else MIRRORS.get(variant, []))
     if sha256 is None:
         sha256 = SHA256.get(variant, {}).get(filename)
     dest = folder / variant / filename
@@ -193,10 +209,26 @@ def load_arrays(
         path = fetch(filename, variant, data_dir, download, mirrors, sha)
         out[key] = idx.read(path)
     for part in ("train", "test"):
-        n_img, n_lab = out[f"{part}_images"].shape[0], out[f"{part}_labels"].shape[0]
-        if n_img != n_lab or out[f"{part}_labels"].ndim != 1:
+        images, labels = out[f"{part}_images"], out[f"{part}_labels"]
+        if images.ndim != 3 or images.shape[0] == 0:
             raise DataError(
-                f"{variant} {part} files disagree: {n_img} images but labels of shape "
-                f"{out[f'{part}_labels'].shape}"
+                f"{variant} {FILES[part + '_images']} holds an array of shape {images.shape}; "
+                f"expected a non-empty stack of images (N, rows, columns)"
             )
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise DataError(
+                f"{variant} {part} files disagree: {images.shape[0]} images but labels of shape "
+                f"{labels.shape}; expected one label per image (shape ({images.shape[0]},))"
+            )
+        if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= 10:
+            raise DataError(
+                f"{variant} {FILES[part + '_labels']} holds {labels.dtype} labels from {labels.min()} to "
+                f"{labels.max()}; expected integer classes 0..9"
+            )
+    a, b = out["train_images"].shape[1:], out["test_images"].shape[1:]
+    if a != b:
+        raise DataError(
+            f"{variant} train and test images differ in size: {a[0]}x{a[1]} (train) vs {b[0]}x{b[1]} (test); "
+            f"the four files must come from the same dataset"
+        )
     return out
