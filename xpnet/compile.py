@@ -95,6 +95,14 @@ class EagerStep:
         return fn(self.model, *arrays)
 
 
+def _flat(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flat(item)
+        else:
+            yield item
+
+
 def _dropouts(model: Sequential) -> list:
     """The layers that draw a mask from a host generator each training forward."""
     return [layer for layer in model.layers if hasattr(layer, "freeze") and hasattr(layer, "draw_mask")]
@@ -115,6 +123,7 @@ class JaxStep:
         self.compiles, self.compile_seconds = 0, 0.0
         self._executables: dict = {}
         self._mask_shapes: dict = {}
+        self._lr = self._count = None  # (host value, device array): uploaded only when it changes
 
     @property
     def _ref(self):
@@ -122,15 +131,25 @@ class JaxStep:
         return next(iter(self.model.params.values()))
 
     # ------------------------------------------------------------------ state in and out
+    def _device_scalar(self, attr: str, value):
+        """``value`` as a 0-d device array in the parameters' dtype, uploaded only when it changes."""
+        cached = getattr(self, attr)
+        if cached is None or cached[0] != value or cached[1].is_deleted():  # donated by an interrupted call
+            cached = (value, self.jax.numpy.asarray(value, dtype=self._ref.dtype))
+            setattr(self, attr, cached)
+        return cached[1]
+
     def _carry(self) -> tuple:
         m, o = self.model, self.optimizer
+        params = dict(m.params.items())
         for slot in o.slots:  # create the optimizer's slots now: the carry keeps one structure
-            for key, p in m.params.items():
-                o._slot(slot, key, p, self.jax.numpy)
+            if len(o.state[slot]) != len(params):
+                for key, p in params.items():
+                    o._slot(slot, key, p, self.jax.numpy)
         # the step count travels in the parameters' dtype, so that an optimizer's ``b ** step``
         # stays in that dtype (an integer count would promote to float64 under jax's x64)
-        return (dict(m.params.items()), dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
-                self.jax.numpy.asarray(o.state["step"], dtype=self._ref.dtype))
+        return (params, dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
+                self._device_scalar("_count", int(o.state["step"])))
 
     def _install(self, carry) -> None:
         params, state, slots, count = carry
@@ -235,8 +254,11 @@ class JaxStep:
         return tuple(sorted(cfg.items()))
 
     def _executable(self, kind: str, args, fn=None, donate: bool = True, static=()):
-        key = (kind, self._static_key(), static,
-               tuple((tuple(a.shape), str(a.dtype)) for a in self.jax.tree_util.tree_leaves(args)))
+        # the model's arrays keep their shapes: the batch's shapes and dtypes tell calls apart
+        batch = args[1:]
+        key = (kind, self._static_key(), static, len(self.model.params),
+               tuple((tuple(a.shape), a.dtype) for a in batch if hasattr(a, "shape")),
+               tuple(tuple(m.shape) for ms in batch if isinstance(ms, (list, tuple)) for m in _flat(ms)))
         exe = self._executables.get(key)
         if exe is None:
             fn = fn or (self._pure_step if kind == "step" else self._pure_run)
@@ -250,13 +272,13 @@ class JaxStep:
     def _call(self, kind: str, x, t, masks, steps: int):
         check_same_backend(x, self._ref, "compiled step input")
         check_same_backend(t, self._ref, "compiled step targets")
-        jnp = self.jax.numpy
-        lr = jnp.asarray(self.optimizer.lr, dtype=self._ref.dtype)
+        lr = self._device_scalar("_lr", float(self.optimizer.lr))
         step0 = int(self.optimizer.state["step"])
         args = (self._carry(), x, t, masks, lr)
         carry, out = self._executable(kind, args)(*args)
         self._install(carry)
         self.optimizer.state["step"] = step0 + steps  # a host int again, as eager keeps it
+        self._count = (step0 + steps, carry[3])
         return out
 
     def __call__(self, x, t):
@@ -281,7 +303,7 @@ class JaxStep:
                  self._draw((rest, *x.shape[1:]), None) if rest else [])
         jnp = self.jax.numpy
         idx = from_host_like(np.asarray(order, dtype=np.int64), self._ref)
-        lr = jnp.asarray(self.optimizer.lr, dtype=self._ref.dtype)
+        lr = self._device_scalar("_lr", float(self.optimizer.lr))
         step0 = int(self.optimizer.state["step"])
         args = (self._carry(), x, t, idx, masks, lr)
 
@@ -305,6 +327,7 @@ class JaxStep:
         carry, losses, mean = self._executable("epoch", args, pure_epoch, static=(b,))(*args)
         self._install(carry)
         self.optimizer.state["step"] = step0 + k + (1 if rest else 0)
+        self._count = (self.optimizer.state["step"], carry[3])
         return losses, mean
 
     def evaluate(self, fn, *arrays):
@@ -324,5 +347,7 @@ class JaxStep:
 
     def copy(self, tree):
         """Fresh device copies of the arrays in ``tree`` (kept while later steps donate theirs)."""
-        return self._executable("copy", (tree,), lambda tr: self.jax.tree_util.tree_map(
+        leaves, treedef = self.jax.tree_util.tree_flatten(tree)
+        static = (treedef, tuple((tuple(a.shape), a.dtype) for a in leaves))
+        return self._executable("copy", (tree,), static=static, fn=lambda tr: self.jax.tree_util.tree_map(
             lambda a: self.jax.numpy.array(a, copy=True), tr), donate=False)(tree)
