@@ -99,6 +99,7 @@ def test_xpnet_bench_bad_flag_from_the_command_line_has_no_traceback(tmp_path):
 def test_results_are_written_before_the_table(tmp_path, monkeypatch, capsys):
     """A bug in the table must not lose the measurements."""
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # measure in this process
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     monkeypatch.setattr(bench, "table", lambda result: 1 / 0)
     out = tmp_path / "bench.json"
     rc = bench.main(["--quick", "--backends", "numpy", "--workloads", "W3", "--no-memory", "--threads", "1",

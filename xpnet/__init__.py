@@ -15,6 +15,7 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .compile import compile_step
 from .errors import (
     BackendError,
     BackendMismatchError,
@@ -72,6 +73,6 @@ __all__ = [
     "Affine", "BatchNormalization", "Dropout", "MatMul", "ReLU", "Repeat", "Sigmoid", "Softmax",
     "Sum", "Tanh",
     "MeanSquaredError", "SigmoidWithLoss", "SoftmaxWithLoss",
-    "Sequential", "mlp",
+    "Sequential", "mlp", "compile_step",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop", "get_optimizer",
 ]

@@ -14,6 +14,8 @@ the table gives the median of the repeats:
   arrays every step, ``dx[arange(N), t] -= 1``, ``p -= lr * g``): the baseline of the ratios;
 * ``numpy buffers``: the same arithmetic hand-written with every buffer reused (``out=``),
   the fewest NumPy calls we know for the step: the reference for xpnet's Python overhead;
+* ``xpnet[jax] compiled step`` / ``compiled epoch``: the same step through
+  :func:`xpnet.compile_step` (``jax.jit`` per step; one ``lax.scan`` over the timed steps);
 * ``torch native``: ``nn.Linear``, ``F.cross_entropy``, ``optim.SGD``, autograd;
 * the floor: the step's matmul FLOPs divided by the machine's measured large-matmul rate.
 
@@ -312,6 +314,53 @@ class XPNet(Contender):
         _sync_array(self.model.params["W1"])
 
 
+class XPNetCompiled(Contender):
+    """xpnet's step compiled by the backend (:func:`xpnet.compile_step`; jax: ``jax.jit``).
+
+    ``epoch=False``: one compiled call per step. ``epoch=True``: the timed steps as one
+    compiled call (``lax.scan``) over the batches stacked on the device. Batches are picked by
+    a device index, so no step compiles a new slice."""
+
+    def __init__(self, w, X, T, backend: str = "jax", epoch: bool = False):
+        from .compile import compile_step
+
+        base = XPNet(w, X, T, backend)
+        self.be, self.model, self.B = base.be, base.model, w.batch
+        self.backend = f"{backend} compiled"  # timed over every step, not sampled as eager jax
+        self.lib, self.kind = backend, base.kind
+        self.epoch = epoch
+        self.name = f"xpnet[{backend}] compiled " + ("epoch" if epoch else "step")
+        self.compiled = compile_step(self.model, base.opt, warn=False)
+        if not self.compiled.compiled:
+            raise RuntimeError(self.compiled.reason)
+        xp, nb = self.be.xp, w.steps_per_epoch
+        self.Xs = xp.reshape(base.X[: nb * self.B, ...], (nb, self.B, *base.X.shape[1:]))
+        self.Ts = xp.reshape(base.T[: nb * self.B, ...], (nb, self.B))
+        # the batches split once, outside the timing (one device call, not one slice per batch)
+        self.batches = list(zip(xp.unstack(self.Xs), xp.unstack(self.Ts))) if not epoch else []
+        self._chunks: dict = {}
+        self.last = None
+
+    def step(self, i):
+        self.last = self.compiled(*self.batches[i])
+
+    def run(self, start: int, k: int, nb: int) -> float:
+        if not self.epoch:
+            return super().run(start, k, nb)
+        if k not in self._chunks:  # the first k batches (the data are synthetic: any k do)
+            self._chunks[k] = (self.Xs[:k, ...], self.Ts[:k, ...])
+        xs, ts = self._chunks[k]
+        t0 = time.perf_counter()
+        self.last = self.compiled.run(xs, ts)
+        self.sync()
+        return time.perf_counter() - t0
+
+    def sync(self):
+        if self.last is not None:
+            _sync_array(self.last)
+        _sync_array(self.model.params["W1"])
+
+
 class TorchNative(Contender):
     """PyTorch as its users write it: nn.Linear, F.cross_entropy, optim.SGD, autograd."""
 
@@ -510,6 +559,12 @@ def contenders_for(w: Workload, X, T, backends, gpu, errors: dict) -> list[Conte
             out.append(XPNet(w, X, T, name))
         except Exception as e:
             errors[f"{w.name} xpnet[{name}]"] = f"{type(e).__name__}: {e}"
+    if "jax" in backends:
+        for epoch in (False, True):
+            try:
+                out.append(XPNetCompiled(w, X, T, "jax", epoch=epoch))
+            except Exception as e:
+                errors[f"{w.name} xpnet[jax] compiled {'epoch' if epoch else 'step'}"] = f"{type(e).__name__}: {e}"
     if importlib.util.find_spec("torch") is not None:
         out.append(TorchNative(w, X, T))
     return out
@@ -717,6 +772,13 @@ def targets(cpu: dict, gpu: dict | None) -> list[dict]:
         ov = (x3 - m3) / x3
         add("W3 (stricter, informative): 1 - t(numpy buffers) / t(xpnet[numpy]), which also counts "
             "the portable ops that hand-tuned NumPy avoids", f"{100 * ov:.1f}%", None)
+    ce, cs = t_of("W1", "xpnet[jax] compiled epoch"), t_of("W1", "xpnet[jax] compiled step")
+    if ce and npt:
+        add("W1: xpnet[jax] compiled epoch at most 0.6x numpy textbook", f"{ce / npt:.2f}x", ce <= 0.6 * npt)
+    if ce and tn:
+        add("W1: xpnet[jax] compiled epoch at most 0.45x torch native", f"{ce / tn:.2f}x", ce <= 0.45 * tn)
+    if cs and npt:
+        add("W1: xpnet[jax] compiled step at most 0.85x numpy textbook", f"{cs / npt:.2f}x", cs <= 0.85 * npt)
     xt = t_of("W1", "xpnet[torch]")
     if xt and tn:
         add("W1: xpnet[torch] no slower than torch native", f"{xt / tn:.2f}x", xt <= tn)
@@ -787,7 +849,7 @@ def run(args) -> dict:
     result["notes"] += [
         f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; numpy "
         f"{result['machine']['numpy']}, torch {result['machine'].get('torch', '-')}; "
-        f"{threads} thread(s) for every contender (torch.set_num_threads; OPENBLAS_NUM_THREADS="
+        f"{threads} thread(s) for every contender (torch.set_num_threads; XLA_FLAGS for jax; OPENBLAS_NUM_THREADS="
         f"{result['threads']['OPENBLAS_NUM_THREADS'] or 'unset: OpenBLAS uses all cores'})",
         f"floor: matmul FLOPs of the step / {rate['best'] / 1e9:.0f} GFLOP/s (best of numpy and torch "
         f"on {rate['n']}x{rate['n']} float32 matmuls)",
@@ -871,12 +933,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
-    if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
-        # BLAS reads its thread count once, when NumPy is imported: measure in a child process
+    xla = f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} " \
+          f"intra_op_parallelism_threads={args.threads}"
+    if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads) or xla not in os.environ.get("XLA_FLAGS", ""):
+        # BLAS and XLA read their thread counts once, at import: measure in a child process
         # that starts with the same count for every library.
         n = str(args.threads)
         env = {**os.environ, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-               "XPNET_BENCH_THREADS": n}
+               "XPNET_BENCH_THREADS": n, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla}".strip()}
         argv = sys.argv[1:] if argv is None else list(argv)
         return subprocess.run([sys.executable, "-m", "xpnet.bench", *argv], env=env).returncode
     if args._memory:

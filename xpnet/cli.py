@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with local MNIST files / download cache (default: $XPNET_DATA_DIR or ~/.cache/xpnet)",
     )
     t.add_argument("--save-every", type=_positive_int, default=None, help="also checkpoint every N epochs")
+    t.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compile the training step: auto (where xpnet has a compiler: jax), on (error elsewhere), off "
+        "(default: %(default)s)",
+    )
     t.add_argument("--no-plot", action="store_true", help="do not draw curves.png")
     t.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines, no progress bar")
     _add_backend_options(t)
@@ -282,6 +289,7 @@ def cmd_train(args) -> int:
         quiet=args.quiet,
         log=_say,
         overwrite=args.overwrite,
+        compile=args.compile,
     )
     try:
         return _run_training(args, trainer, t0)

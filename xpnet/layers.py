@@ -329,9 +329,12 @@ class Dropout(Layer):
         if not train:
             return x * (1.0 - self.ratio)
         if not (self.freeze and self.mask is not None and self.mask.shape == x.shape):
-            keep = self.rng.random(tuple(x.shape)) >= self.ratio
-            self.mask = from_host_like(keep.astype(host_dtype(x.dtype)), x)
+            self.mask = from_host_like(self.draw_mask(tuple(x.shape), host_dtype(x.dtype)), x)
         return x * self.mask
+
+    def draw_mask(self, shape: tuple, dtype) -> np.ndarray:
+        """The next mask from the layer's generator, on the host: 1 keeps a unit, 0 drops it."""
+        return (self.rng.random(shape) >= self.ratio).astype(dtype)
 
     def backward(self, dout):
         return dout * self._cached(self.mask)

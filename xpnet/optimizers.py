@@ -229,7 +229,7 @@ class Adam(Optimizer):
         m0, v0 = self._slot("m", key, p, xp), self._slot("v", key, p, xp)
         m = self._set("m", key, m0 + (1.0 - b1) * (g - m0))
         v = self._set("v", key, v0 + (1.0 - b2) * (g * g - v0))
-        lr_t = self.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        lr_t = self.lr * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)  # t may be a traced count
         return lr_t * m / (xp.sqrt(v) + self.eps)
 
     def config(self) -> dict:

@@ -336,6 +336,9 @@ class Trainer:
     non-finite loss, once this run has completed an epoch). ``meta``: JSON values stored in the
     checkpoint (dataset, config). ``log``: where per-epoch lines go (``None`` for silence).
     ``resumed_from``: the checkpoint this run continues (set by :meth:`resume`).
+    ``compile``: ``"auto"`` (compile the step where xpnet has a compiler for the backend: jax),
+    ``"on"`` (the same, and an error where there is none) or ``"off"`` (eager); see
+    :mod:`xpnet.compile`. The first epoch's compile time is recorded apart (``compile_seconds``).
     """
 
     def __init__(
@@ -354,6 +357,7 @@ class Trainer:
         quiet: bool = False,
         overwrite: bool = False,
         resumed_from=None,
+        compile: str = "auto",
     ):
         if not isinstance(model, Sequential) or not model.params:
             raise ConfigError(
@@ -385,6 +389,7 @@ class Trainer:
         self._best = (math.inf, 0)
         self._overwrite = bool(overwrite)
         self._check_data()  # labels validated once here; the steps skip the check (a sync each)
+        self.step = _make_step(model, optimizer, compile)
         self.output = None
         if out is not None:  # claimed last: every other argument was checked first
             self.output = out if isinstance(out, Output) else claim_output(
@@ -580,12 +585,17 @@ class Trainer:
     def _rng_layers(self) -> list:
         return [layer for layer in self.model.layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
 
+    def _copies(self, arrays: dict) -> dict:
+        if self.step is not None:  # a compiled step donates its inputs: keep copies of our own
+            return self.step.copy(arrays)
+        return {k: _copy(v) for k, v in arrays.items()}
+
     def _snapshot(self) -> _Snapshot:
         m, o = self.model, self.optimizer
         return _Snapshot(
             self.epoch, len(self.history.records),
-            {k: _copy(v) for k, v in m.params.items()}, {k: _copy(v) for k, v in m.state.items()},
-            o.state["step"], {s: {k: _copy(v) for k, v in o.state[s].items()} for s in o.slots},
+            self._copies(dict(m.params.items())), self._copies(dict(m.state.items())),
+            o.state["step"], {s: self._copies(o.state[s]) for s in o.slots},
             copy.deepcopy(self.loader.rng_state),
             [copy.deepcopy(layer.rng.bit_generator.state) for layer in self._rng_layers()],
             self._best,
@@ -595,13 +605,11 @@ class Trainer:
         """Put the model, optimizer, shuffles and history back to ``snap`` (copies: the
         snapshot stays usable)."""
         m, o = self.model, self.optimizer
-        for k, v in snap.params.items():
-            m.params[k] = _copy(v)
-        for k, v in snap.state.items():
-            m.state[k] = _copy(v)
+        m.params.update(self._copies(snap.params))
+        m.state.update(self._copies(snap.state))
         o.state["step"] = snap.opt_step
         for s, slot in snap.opt_slots.items():
-            o.state[s] = {k: _copy(v) for k, v in slot.items()}
+            o.state[s] = self._copies(slot)
         self.loader.rng_state = copy.deepcopy(snap.loader_rng)
         for layer, state in zip(self._rng_layers(), snap.layer_rngs):
             layer.rng.bit_generator.state = copy.deepcopy(state)
@@ -611,6 +619,8 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def train_epoch(self):
         """One pass over the shuffled training set; returns the mean minibatch loss (0-d array)."""
+        if self.step is not None:
+            return self._train_epoch_compiled()
         model, opt = self.model, self.optimizer
         total = None
         self._step_losses = []  # 0-d device arrays: read back only if the epoch's loss is not finite
@@ -623,17 +633,26 @@ class Trainer:
             total = loss * nb if total is None else total + loss * nb
         return total / self.loader.num_samples
 
+    def _train_epoch_compiled(self):
+        """The same epoch as :meth:`train_epoch` (the same shuffle, the same batches) as one
+        compiled call; the step losses come back as one array."""
+        losses, mean = self.step.epoch(self.x_train, self.t_train, self.loader.order(), self.loader.batch_size)
+        self._step_losses = [losses]
+        return mean
+
     def _first_bad_step(self) -> int | None:
         """1-based step of this epoch whose minibatch loss was first NaN or inf (one sync)."""
-        for i, loss in enumerate(self._step_losses or []):
-            if not math.isfinite(float(to_numpy(loss))):
-                return i + 1
-        return None
+        losses = [np.reshape(to_numpy(v), (-1,)) for v in self._step_losses or []]
+        bad = np.flatnonzero(~np.isfinite(np.concatenate(losses))) if losses else []
+        return int(bad[0]) + 1 if len(bad) else None
+
+    def _evaluate(self, x, t):
+        return evaluate(self.model, x, t) if self.step is None else self.step.evaluate(evaluate, x, t)
 
     def _epoch_record(self, epoch: int, train_loss, seconds: float) -> dict:
-        values = [train_loss, *evaluate(self.model, self.x_train, self.t_train)[1:]]
+        values = [train_loss, *self._evaluate(self.x_train, self.t_train)[1:]]
         if self.x_test is not None:
-            values += list(evaluate(self.model, self.x_test, self.t_test))
+            values += list(self._evaluate(self.x_test, self.t_test))
         xp = namespace(train_loss)
         host = to_numpy(xp.stack([xp.astype(v, train_loss.dtype) for v in values]))  # the one sync
         rec = {"epoch": epoch, "train_loss": float(host[0]), "train_acc": float(host[1])}
@@ -650,7 +669,8 @@ class Trainer:
         )
         if "test_loss" in rec:
             s += f"  test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}"
-        return s + f"  ({rec['seconds']:.2f} s)"
+        compiling = f" + compile {rec['compile_seconds']:.2f} s" if "compile_seconds" in rec else ""
+        return s + f"  ({rec['seconds']:.2f} s{compiling})"
 
     def _check_room(self, epochs: int) -> None:
         """Refuse now a run whose checkpoints and history will not fit on the disk."""
@@ -685,8 +705,12 @@ class Trainer:
                     device_context(next(iter(self.model.params.values()))):
                 while self.epoch < epochs:
                     t0 = time.perf_counter()
+                    c0 = 0.0 if self.step is None else self.step.compile_seconds
                     mean_loss = self.train_epoch()
-                    rec = self._epoch_record(self.epoch + 1, mean_loss, time.perf_counter() - t0)
+                    compiling = 0.0 if self.step is None else self.step.compile_seconds - c0
+                    rec = self._epoch_record(self.epoch + 1, mean_loss, time.perf_counter() - t0 - compiling)
+                    if compiling:
+                        rec["compile_seconds"] = round(compiling, 4)
                     bad = [k for k in ("train_loss", "test_loss") if k in rec and not math.isfinite(rec[k])]
                     if bad:
                         self._diverged(rec, bad[0])
@@ -755,6 +779,26 @@ class Trainer:
             f"The model is back at epoch {self.epoch}. Lower the learning rate (now {self.optimizer.lr}) "
             "or check the inputs."
         )
+
+
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def _make_step(model: Sequential, optimizer: Optimizer, mode: str):
+    """The compiled step the trainer uses, or None for the eager loop (``mode``: auto/on/off)."""
+    if mode not in COMPILE_CHOICES:
+        raise ConfigError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {mode!r}")
+    if mode == "off":
+        return None
+    from .compile import compile_step
+
+    step = compile_step(model, optimizer, warn=False)
+    if step.compiled:
+        return step
+    if mode == "on":
+        raise ConfigError(f"compile='on' (--compile on) asked for, but {step.reason}; xpnet compiles the step on "
+                          "jax only. Use --compile auto (compile where possible) or --compile off")
+    return None
 
 
 def _check_resume_meta(meta: dict, path) -> None:

@@ -1,0 +1,227 @@
+"""Compiled steps: the unchanged layers traced by jax.jit / lax.scan give the eager numbers, keep
+dropout masks fresh and equal to eager's, leave no tracer behind, and compose with the trainer
+(NaN guard, Ctrl-C, resume, checkpoints); elsewhere the eager step is returned, never an error."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import tally
+
+import xpnet
+from xpnet import checkpoint as C
+from xpnet import cli, datasets
+from xpnet.errors import BackendMismatchError, ConfigError, NonFiniteError
+from xpnet.train import Trainer, build
+
+jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
+
+
+def backends():
+    return xpnet.get_backend("jax", dtype="float64"), xpnet.get_backend("numpy", dtype="float64")
+
+
+def model_on(be, **kw):
+    return xpnet.mlp([6, 8, 8, 3], seed=1, backend=be, **kw)
+
+
+def eager_step(model, opt, x, t):
+    opt.update(model.params, model.gradient(x, t, check=False))
+
+
+def data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("layers", [{}, {"batchnorm": True}, {"dropout": 0.3}, {"batchnorm": True, "dropout": 0.2}],
+                         ids=["plain", "batchnorm", "dropout", "both"])
+def test_compiled_steps_match_eager_float64(optimizer, layers):
+    bj, bn = backends()
+    mj, mn = model_on(bj, **layers), model_on(bn, **layers)
+    oj, on = xpnet.get_optimizer(optimizer, 0.05), xpnet.get_optimizer(optimizer, 0.05)
+    step = xpnet.compile_step(mj, oj)
+    assert step.compiled
+    x, t = data(200)
+    for i in range(10):  # 10 single compiled steps ...
+        xb, tb = x[i * 10:(i + 1) * 10], t[i * 10:(i + 1) * 10]
+        step(bj.asarray(xb), bj.asarray(tb))
+        eager_step(mn, on, bn.asarray(xb), bn.asarray(tb))
+    losses = step.run(bj.asarray(x[100:200].reshape(10, 10, 6)), bj.asarray(t[100:200].reshape(10, 10)))
+    eager_losses = []
+    for i in range(10, 20):  # ... then 10 in one lax.scan
+        xb, tb = bn.asarray(x[i * 10:(i + 1) * 10]), bn.asarray(t[i * 10:(i + 1) * 10])
+        eager_losses.append(float(mn.loss(xb, tb, check=False)))
+        mn.backward(input_grad=False)
+        on.update(mn.params, mn.grads)
+    np.testing.assert_allclose(xpnet.to_numpy(losses), eager_losses, rtol=1e-10, atol=1e-10)
+    for k in mn.params:
+        np.testing.assert_allclose(xpnet.to_numpy(mj.params[k]), mn.params[k], rtol=1e-10, atol=1e-10, err_msg=k)
+    for k in mn.state:
+        np.testing.assert_allclose(xpnet.to_numpy(mj.state[k]), mn.state[k], rtol=1e-10, atol=1e-10, err_msg=k)
+    for slot in on.slots:
+        for k in mn.params:
+            np.testing.assert_allclose(xpnet.to_numpy(oj.state[slot][k]), on.state[slot][k], rtol=1e-10, atol=1e-10)
+    assert oj.state["step"] == on.state["step"] == 20 and isinstance(oj.state["step"], int)
+
+
+def test_dropout_masks_change_every_step_and_equal_eager_ones():
+    bj, bn = backends()
+    mj, mn = model_on(bj, dropout=0.5), model_on(bn, dropout=0.5)
+    step = xpnet.compile_step(mj, xpnet.SGD(lr=1e-3))
+    x, t = data(10)
+    drop_j = [layer for layer in mj.layers if isinstance(layer, xpnet.Dropout)]
+    drop_n = [layer for layer in mn.layers if isinstance(layer, xpnet.Dropout)]
+    masks = []
+    for _ in range(3):
+        step(bj.asarray(x), bj.asarray(t))
+        mn.loss(bn.asarray(x), bn.asarray(t), check=False)
+        masks.append(drop_n[0].mask.copy())
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+    for dj, dn in zip(drop_j, drop_n):  # the compiled run drew exactly the eager draws
+        assert dj.rng.bit_generator.state == dn.rng.bit_generator.state
+
+
+def test_no_tracer_is_left_in_the_model_and_the_eager_path_keeps_working(tmp_path):
+    bj, _ = backends()
+    model = model_on(bj, batchnorm=True, dropout=0.2)
+    opt = xpnet.Adam(lr=0.01)
+    step = xpnet.compile_step(model, opt)
+    x, t = data(20)
+    step(bj.asarray(x), bj.asarray(t))
+    objects = [*model.layers, model.loss_layer, opt]
+    for obj in objects:
+        for name, value in vars(obj).items():
+            assert not isinstance(value, jax.core.Tracer), (obj, name)
+    for k, v in [*model.params.items(), *model.state.items()]:
+        assert isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) and not v.is_deleted(), k
+    grads = model.gradient(bj.asarray(x), bj.asarray(t))  # eager, checked
+    opt.update(model.params, grads)
+    C.save(tmp_path / "c.npz", model, opt)
+    loaded, lopt, _ = C.load(tmp_path / "c.npz", backend="numpy")
+    np.testing.assert_allclose(loaded.predict(xpnet.to_backend(bj.asarray(x), "numpy")),
+                               xpnet.to_numpy(model.predict(bj.asarray(x))), rtol=1e-12)
+
+
+def test_a_new_learning_rate_or_a_last_smaller_batch_does_not_recompile_each_step():
+    bj, _ = backends()
+    model, opt = model_on(bj), xpnet.SGD(lr=0.1)
+    step = xpnet.compile_step(model, opt)
+    x, t = data(25)
+    for lr in (0.1, 0.05, 0.01):
+        opt.lr = lr
+        for i in range(0, 25, 10):  # batches of 10, 10, 5
+            step(bj.asarray(x[i:i + 10]), bj.asarray(t[i:i + 10]))
+    assert step.compiles == 2  # one per batch shape
+
+
+def test_backends_without_a_compiler_get_the_eager_step_with_a_warning(be):
+    model, opt = xpnet.mlp([4, 3], backend=be), xpnet.SGD(lr=0.1)
+    if be.name == "jax":
+        assert xpnet.compile_step(model, opt).compiled
+        return
+    with pytest.warns(RuntimeWarning, match="no compiler is used"):
+        step = xpnet.compile_step(model, opt)
+    assert not step.compiled and "eagerly" in step.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = xpnet.compile_step(model, opt, warn=False)
+    x = be.asarray(np.ones((2, 4)))
+    t = be.asarray(np.array([0, 2]))
+    before = xpnet.to_numpy(model.params["W1"]).copy()
+    loss = quiet(x, t)
+    assert np.isfinite(float(xpnet.to_numpy(loss))) and not np.array_equal(before, xpnet.to_numpy(model.params["W1"]))
+
+
+def test_bad_input_to_compile_step_gets_xpnet_errors():
+    bj, bn = backends()
+    with pytest.raises(ConfigError, match="needs a model with parameters"):
+        xpnet.compile_step(xpnet.Sequential([xpnet.ReLU()]), xpnet.SGD(lr=0.1))
+    with pytest.raises(ConfigError, match="needs an xpnet optimizer"):
+        xpnet.compile_step(model_on(bj), "sgd")
+    step = xpnet.compile_step(model_on(bj), xpnet.SGD(lr=0.1))
+    x, t = data(4)
+    with pytest.raises(BackendMismatchError, match="compiled step input"):
+        step(bn.asarray(x), bj.asarray(t))
+    tally("hostile inputs", 3)
+
+
+# ------------------------------------------------------------------ with the trainer
+def iris_on_jax(**kw):
+    model = xpnet.mlp([4, 8, 3], seed=0, backend=xpnet.get_backend("jax", dtype="float64"), **kw)
+    return model
+
+
+def test_the_trainer_compiled_and_eager_give_the_same_epochs():
+    d = datasets.iris()
+    runs = {}
+    for mode in ("on", "off"):
+        model = iris_on_jax(dropout=0.1)
+        runs[mode] = Trainer(model, xpnet.Adam(lr=0.01), d, batch_size=16, seed=3, log=None, compile=mode).fit(5)
+    for a, b in zip(runs["on"].records, runs["off"].records):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
+    assert "compile_seconds" in runs["on"].records[0] and "compile_seconds" not in runs["on"].records[1]
+
+
+def test_a_diverging_compiled_run_names_the_epoch_and_step(tmp_path):
+    trainer = Trainer(iris_on_jax(), xpnet.SGD(lr=0.1), datasets.iris(), batch_size=16, log=None, out=tmp_path,
+                      compile="on")
+    trainer.fit(2)
+    trainer.optimizer.lr = 1e300
+    with pytest.raises(NonFiniteError, match=r"in epoch 3, step \d+ of 8.*last good checkpoint \(epoch 2\)"):
+        trainer.fit(10)
+    assert trainer.epoch == 2 and C.load(tmp_path / "checkpoint.npz")[2]["epoch"] == 2
+    for v in trainer.model.params.values():  # rolled back to live, finite arrays
+        assert np.isfinite(xpnet.to_numpy(v)).all()
+
+
+def test_ctrl_c_in_a_compiled_run_rolls_back_and_continues_exactly(monkeypatch):
+    d = datasets.iris()
+    one = Trainer(iris_on_jax(), xpnet.Adam(lr=0.01), d, batch_size=16, seed=1, log=None)
+    one.fit(4)
+    two = Trainer(iris_on_jax(), xpnet.Adam(lr=0.01), d, batch_size=16, seed=1, log=None)
+    real, calls = two.train_epoch, []
+
+    def interrupted():
+        calls.append(1)
+        loss = real()  # the epoch ran (its inputs donated), then Ctrl-C
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return loss
+
+    monkeypatch.setattr(two, "train_epoch", interrupted)
+    assert two.fit(4).stopped == "interrupted" and two.epoch == 2
+    monkeypatch.setattr(two, "train_epoch", real)
+    two.fit(4)
+    for k in one.model.params:
+        np.testing.assert_allclose(xpnet.to_numpy(two.model.params[k]), xpnet.to_numpy(one.model.params[k]),
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_compile_on_where_there_is_no_compiler_is_a_message(tmp_path, capsys):
+    code = cli.main(["train", "--dataset", "iris", "--epochs", "1", "--compile", "on", "--out", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 1 and "compiles the step on jax only" in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match="compile must be one of auto, on, off"):
+        build("iris", compile="yes", log=None)
+    tally("hostile inputs", 2)
+
+
+def test_cli_jax_compiled_reaches_numpys_accuracy_and_its_checkpoint_evaluates_the_same(tmp_path, capsys):
+    acc = {}
+    for backend in ("numpy", "jax"):
+        out = tmp_path / backend
+        extra = ["--compile", "on"] if backend == "jax" else []
+        code = cli.main(["train", "--epochs", "5", "--backend", backend, "--out", str(out), "--quiet", "--no-plot",
+                         *extra])
+        text, err = capsys.readouterr()
+        assert code == 0, err
+        acc[backend] = float(text.split("final test accuracy ")[1].split()[0])
+    assert round(acc["jax"], 3) == round(acc["numpy"], 3)
+    assert cli.main(["eval", str(tmp_path / "jax" / "checkpoint.npz"), "--backend", "numpy", "--json"]) == 0
+    import json
+
+    evaluated = json.loads(capsys.readouterr()[0])
+    assert round(evaluated["test_acc"], 4) == round(acc["jax"], 4)

@@ -1,0 +1,353 @@
+"""Compiled training steps: the same textbook layers, traced and compiled by the backend.
+
+::
+
+    step = xpnet.compile_step(model, optimizer)
+    loss = step(x, t)           # one step: a 0-d array on the device, no host read
+    losses = step.run(xs, ts)   # len(xs) steps in one compiled call: xs (K, B, ...), ts (K, B...)
+
+A step leaves the model and the optimizer exactly as the eager
+``optimizer.update(model.params, model.gradient(x, t, check=False))`` would (the labels are
+not checked: validate the data once beforehand, as the trainer does). Between calls
+``model.params`` hold ordinary arrays, so ``predict``, ``gradient``, checkpoints and the eager
+path keep working.
+
+What each backend does:
+
+- jax: the step is a pure function of (parameters, layer state, optimizer state, step count,
+  batch, dropout masks, learning rate), traced once through the unchanged layers and compiled
+  with ``jax.jit``; parameters and optimizer state are donated (updated in place).
+  ``run`` is one ``lax.scan`` over the steps.
+- every other backend (numpy, cupy, torch, dask, array_api_strict): no compiler is used here;
+  the eager step is returned with ``step.compiled == False`` and ``step.reason`` saying why
+  (``compile_step`` warns once unless ``warn=False``).
+
+Dropout masks are drawn on the host from each layer's seeded generator, in the order the eager
+layers draw them, and passed in as inputs: they change every step and are the same numbers as
+eager for a seed. BatchNormalization's running statistics are part of the carried state.
+
+What compiles (jax): the first call for each batch shape (an epoch's smaller last batch is one
+more), each new number of steps given to ``run``, a new dtype, and a change of a
+hyper-parameter other than the learning rate (momentum, betas, eps, weight decay). A new
+learning rate does not recompile: it is an input. ``step.compiles`` counts compilations and
+``step.compile_seconds`` sums their time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+
+import numpy as np
+
+from .backend import backend_name, check_same_backend, from_host_like, host_dtype
+from .errors import ConfigError
+from .model import Sequential
+from .optimizers import Optimizer
+
+
+def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
+    """A training step for ``model`` and ``optimizer``, compiled where the backend allows it.
+
+    Returns an object ``step`` with ``step(x, t) -> loss``, ``step.run(xs, ts) -> losses``,
+    ``step.compiled`` and ``step.reason``. On a backend without a compiler the eager step is
+    returned (with a warning unless ``warn=False``), never an error.
+    """
+    if not isinstance(model, Sequential) or not model.params:
+        raise ConfigError(
+            "compile_step needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...)), "
+            f"got {type(model).__name__}"
+        )
+    if not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"compile_step needs an xpnet optimizer (e.g. xpnet.SGD(lr=0.1)), got "
+                          f"{type(optimizer).__name__}")
+    name = backend_name(next(iter(model.params.values())))
+    if name == "jax":
+        return JaxStep(model, optimizer)
+    reason = f"no compiler is used for {name} arrays: the step runs eagerly"
+    if warn:
+        warnings.warn(f"xpnet.compile_step: {reason}", RuntimeWarning, stacklevel=2)
+    return EagerStep(model, optimizer, reason)
+
+
+class EagerStep:
+    """The textbook step, uncompiled: loss, backward, update."""
+
+    compiled = False
+
+    def __init__(self, model: Sequential, optimizer: Optimizer, reason: str = "eager"):
+        self.model, self.optimizer, self.reason = model, optimizer, reason
+        self.compiles, self.compile_seconds = 0, 0.0
+
+    def __call__(self, x, t):
+        loss = self.model.loss(x, t, train=True, check=False)
+        self.model.backward(input_grad=False)
+        self.optimizer.update(self.model.params, self.model.grads)
+        return loss
+
+    def run(self, xs, ts):
+        from .backend import namespace
+
+        return namespace(xs).stack([self(xs[i, ...], ts[i, ...]) for i in range(xs.shape[0])])
+
+    def evaluate(self, fn, *arrays):
+        return fn(self.model, *arrays)
+
+
+def _flat(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flat(item)
+        else:
+            yield item
+
+
+def _dropouts(model: Sequential) -> list:
+    """The layers that draw a mask from a host generator each training forward."""
+    return [layer for layer in model.layers if hasattr(layer, "freeze") and hasattr(layer, "draw_mask")]
+
+
+class JaxStep:
+    """``jax.jit`` of the step as a pure function; ``run`` is a ``lax.scan`` of it."""
+
+    compiled = True
+    reason = "jax.jit (parameters and optimizer state donated); run() is one lax.scan"
+
+    def __init__(self, model: Sequential, optimizer: Optimizer):
+        import jax
+
+        self.jax = jax
+        self.model, self.optimizer = model, optimizer
+        self.dropouts = _dropouts(model)
+        self.compiles, self.compile_seconds = 0, 0.0
+        self._executables: dict = {}
+        self._mask_shapes: dict = {}
+        self._lr = self._count = None  # (host value, device array): uploaded only when it changes
+
+    @property
+    def _ref(self):
+        """A current parameter (the previous ones were donated to the last call)."""
+        return next(iter(self.model.params.values()))
+
+    # ------------------------------------------------------------------ state in and out
+    def _device_scalar(self, attr: str, value):
+        """``value`` as a 0-d device array in the parameters' dtype, uploaded only when it changes."""
+        cached = getattr(self, attr)
+        if cached is None or cached[0] != value or cached[1].is_deleted():  # donated by an interrupted call
+            cached = (value, self.jax.numpy.asarray(value, dtype=self._ref.dtype))
+            setattr(self, attr, cached)
+        return cached[1]
+
+    def _carry(self) -> tuple:
+        m, o = self.model, self.optimizer
+        params = dict(m.params.items())
+        for slot in o.slots:  # create the optimizer's slots now: the carry keeps one structure
+            if len(o.state[slot]) != len(params):
+                for key, p in params.items():
+                    o._slot(slot, key, p, self.jax.numpy)
+        # the step count travels in the parameters' dtype, so that an optimizer's ``b ** step``
+        # stays in that dtype (an integer count would promote to float64 under jax's x64)
+        return (params, dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
+                self._device_scalar("_count", int(o.state["step"])))
+
+    def _install(self, carry) -> None:
+        params, state, slots, count = carry
+        m, o = self.model, self.optimizer
+        m.params.update(params)
+        m.state.update(state)
+        for s, arrays in slots.items():
+            o.state[s] = dict(arrays)
+        o.state["step"] = count
+
+    @contextlib.contextmanager
+    def _traced(self, carry, masks, lr):
+        """Put traced values into the model and optimizer for one trace; put the concrete
+        ones back afterwards and drop every tracer the layers kept (no leaked tracers)."""
+        m, o = self.model, self.optimizer
+        saved = (dict(m.params.items()), dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
+                 o.state["step"])
+        saved_lr = o.lr
+        saved_masks = [(d.mask, d.freeze) for d in self.dropouts]
+        try:
+            self._install(carry)
+            o.lr = lr
+            for d, mask in zip(self.dropouts, masks):
+                d.mask, d.freeze = mask, True
+            yield
+        finally:
+            self._install(saved)
+            o.lr = saved_lr
+            for d, (mask, freeze) in zip(self.dropouts, saved_masks):
+                d.mask, d.freeze = mask, freeze
+            for obj in [*m.layers, m.loss_layer, o]:
+                self._drop_tracers(obj)
+
+    def _drop_tracers(self, obj) -> None:
+        Tracer = self.jax.core.Tracer
+        for k, v in list(vars(obj).items()):
+            if isinstance(v, Tracer):
+                setattr(obj, k, None)
+            elif isinstance(v, dict) and k not in ("params", "state"):
+                for key, item in list(v.items()):
+                    inner = item if isinstance(item, tuple) else (item,)
+                    if any(isinstance(i, Tracer) for i in inner):
+                        del v[key]
+
+    # ------------------------------------------------------------------ the pure step
+    def _pure_step(self, carry, x, t, masks, lr):
+        with self._traced(carry, masks, lr):
+            loss = self.model.loss(x, t, train=True, check=False)
+            self.model.backward(input_grad=False)
+            self.optimizer.update(self.model.params, self.model.grads)
+            m, o = self.model, self.optimizer
+            new = (dict(m.params.items()), dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
+                   o.state["step"])
+        return new, loss
+
+    def _pure_run(self, carry, xs, ts, masks, lr):
+        def body(c, batch):
+            x, t, m = batch
+            return self._pure_step(c, x, t, m, lr)
+
+        return self.jax.lax.scan(body, carry, (xs, ts, masks))
+
+    # ------------------------------------------------------------------ masks
+    def _masks_for(self, x_shape) -> list:
+        """The shape of each Dropout layer's input for a batch of shape ``x_shape`` (traced
+        abstractly once per shape; no random numbers drawn)."""
+        shapes = self._mask_shapes.get(x_shape)
+        if shapes is None:
+            jnp = self.jax.numpy
+
+            def forward(carry, x):
+                seen = []
+                with self._traced(carry, [None] * len(self.dropouts), self.optimizer.lr):
+                    for layer in self.model.layers:
+                        if layer in self.dropouts:
+                            seen.append(x)
+                        else:
+                            x = layer.forward(x, True)
+                return seen
+
+            x = self.jax.ShapeDtypeStruct(x_shape, self._ref.dtype)
+            shapes = [tuple(s.shape) for s in self.jax.eval_shape(forward, self._carry(), x)]
+            self._mask_shapes[x_shape] = shapes
+            del jnp
+        return shapes
+
+    def _draw(self, x_shape, steps: int | None):
+        """Host-drawn masks for ``steps`` steps (None: one step), as device arrays."""
+        shapes = self._masks_for(tuple(x_shape))
+        if not shapes:
+            return []
+        dt = host_dtype(self._ref.dtype)
+        per_step = [[d.draw_mask(shape, dt) for d, shape in zip(self.dropouts, shapes)]
+                    for _ in range(1 if steps is None else steps)]
+        if steps is None:
+            return [from_host_like(m, self._ref) for m in per_step[0]]
+        return [from_host_like(np.stack([s[i] for s in per_step]), self._ref) for i in range(len(shapes))]
+
+    # ------------------------------------------------------------------ calls
+    def _static_key(self) -> tuple:
+        cfg = {k: v for k, v in self.optimizer.config().items() if k != "lr"}
+        return tuple(sorted(cfg.items()))
+
+    def _executable(self, kind: str, args, fn=None, donate: bool = True, static=()):
+        # the model's arrays keep their shapes: the batch's shapes and dtypes tell calls apart
+        batch = args[1:]
+        key = (kind, self._static_key(), static, len(self.model.params),
+               tuple((tuple(a.shape), a.dtype) for a in batch if hasattr(a, "shape")),
+               tuple(tuple(m.shape) for ms in batch if isinstance(ms, (list, tuple)) for m in _flat(ms)))
+        exe = self._executables.get(key)
+        if exe is None:
+            fn = fn or (self._pure_step if kind == "step" else self._pure_run)
+            t0 = time.perf_counter()
+            exe = self.jax.jit(fn, donate_argnums=(0,) if donate else ()).lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - t0
+            self.compiles += 1
+            self._executables[key] = exe
+        return exe
+
+    def _call(self, kind: str, x, t, masks, steps: int):
+        check_same_backend(x, self._ref, "compiled step input")
+        check_same_backend(t, self._ref, "compiled step targets")
+        lr = self._device_scalar("_lr", float(self.optimizer.lr))
+        step0 = int(self.optimizer.state["step"])
+        args = (self._carry(), x, t, masks, lr)
+        carry, out = self._executable(kind, args)(*args)
+        self._install(carry)
+        self.optimizer.state["step"] = step0 + steps  # a host int again, as eager keeps it
+        self._count = (step0 + steps, carry[3])
+        return out
+
+    def __call__(self, x, t):
+        """One step on batch ``(x, t)``; returns its loss (a 0-d array, not read back)."""
+        return self._call("step", x, t, self._draw(x.shape, None), 1)
+
+    def run(self, xs, ts):
+        """``xs.shape[0]`` steps on batches ``xs[k], ts[k]`` in one compiled call; returns the
+        losses, shape (K,)."""
+        return self._call("run", xs, ts, self._draw(xs.shape[1:], xs.shape[0]), int(xs.shape[0]))
+
+    def epoch(self, x, t, order: np.ndarray, batch_size: int):
+        """A whole epoch in one compiled call: the batches ``order[i:i + batch_size]`` of
+        ``(x, t)`` in turn (the last one smaller if ``batch_size`` does not divide N), gathered
+        on the device. Returns ``(losses, mean_loss)``: every step's loss, shape (steps,), and
+        their mean weighted by batch size (the epoch's training loss)."""
+        check_same_backend(x, self._ref, "compiled epoch input")
+        check_same_backend(t, self._ref, "compiled epoch targets")
+        n, b = int(x.shape[0]), int(batch_size)
+        k, rest = n // b, n - (n // b) * b
+        masks = (self._draw((b, *x.shape[1:]), k) if k else [],
+                 self._draw((rest, *x.shape[1:]), None) if rest else [])
+        jnp = self.jax.numpy
+        idx = from_host_like(np.asarray(order, dtype=np.int64), self._ref)
+        lr = self._device_scalar("_lr", float(self.optimizer.lr))
+        step0 = int(self.optimizer.state["step"])
+        args = (self._carry(), x, t, idx, masks, lr)
+
+        def pure_epoch(carry, x, t, idx, masks, lr):
+            losses, total = [], 0.0
+            if k:
+                sel = idx[: k * b]
+                xs = jnp.reshape(jnp.take(x, sel, axis=0), (k, b, *x.shape[1:]))
+                ts = jnp.reshape(jnp.take(t, sel, axis=0), (k, b, *t.shape[1:]))
+                carry, full = self._pure_run(carry, xs, ts, masks[0], lr)
+                losses.append(full)
+                total = jnp.sum(full) * b
+            if rest:
+                sel = idx[k * b :]
+                xr, tr = jnp.take(x, sel, axis=0), jnp.take(t, sel, axis=0)
+                carry, last = self._pure_step(carry, xr, tr, masks[1], lr)
+                losses.append(jnp.reshape(last, (1,)))
+                total = total + last * rest
+            return carry, jnp.concatenate(losses), total / n
+
+        carry, losses, mean = self._executable("epoch", args, pure_epoch, static=(b,))(*args)
+        self._install(carry)
+        self.optimizer.state["step"] = step0 + k + (1 if rest else 0)
+        self._count = (self.optimizer.state["step"], carry[3])
+        return losses, mean
+
+    def evaluate(self, fn, *arrays):
+        """``fn(model, *arrays)`` compiled, with the model's current parameters and state as
+        inputs (not donated, not changed); for evaluation passes written for eager arrays."""
+        m = self.model
+        args = ((dict(m.params.items()), dict(m.state.items())), *arrays)
+
+        def pure(weights, *arrays):
+            carry = (*weights, {s: dict(self.optimizer.state[s]) for s in self.optimizer.slots},
+                     self.optimizer.state["step"])
+            with self._traced(carry, [None] * len(self.dropouts), self.optimizer.lr):
+                return fn(self.model, *arrays)
+
+        self._carry()  # the optimizer's slots exist before any trace
+        return self._executable(("evaluate", fn), args, pure, donate=False)(*args)
+
+    def copy(self, tree):
+        """Fresh device copies of the arrays in ``tree`` (kept while later steps donate theirs)."""
+        leaves, treedef = self.jax.tree_util.tree_flatten(tree)
+        static = (treedef, tuple((tuple(a.shape), a.dtype) for a in leaves))
+        return self._executable("copy", (tree,), static=static, fn=lambda tr: self.jax.tree_util.tree_map(
+            lambda a: self.jax.numpy.array(a, copy=True), tr), donate=False)(tree)
