@@ -143,8 +143,9 @@ def test_bench_missing_module_is_a_clear_error(monkeypatch, capsys):
 def test_import_pulls_in_no_optional_package():
     code = (
         "import sys, xpnet, xpnet.cli, xpnet.train, xpnet.checkpoint, xpnet.plots, xpnet.datasets, "
-        "xpnet.data; bad = [m for m in ('torch', 'jax', 'cupy', 'matplotlib', 'tqdm', 'dask') "
-        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+        "xpnet.data, xpnet.compile, xpnet.export; bad = [m for m in ('torch', 'jax', 'cupy', 'matplotlib', "
+        "'tqdm', 'dask', 'onnx', 'onnxruntime', 'safetensors', 'mpi4py') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
     )
     done = run_process([sys.executable, "-c", code], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
