@@ -259,9 +259,40 @@ def _say(text: str = "") -> None:
 
 
 def cmd_train(args) -> int:
+    from . import parallel
+
+    comm = parallel.world()  # None unless mpiexec started several ranks
+    if comm is None:
+        return _train(args, None)
+    try:
+        return _train(args, comm)
+    except BaseException as e:  # one rank failing ends them all, with its message, never a hang
+        if os.environ.get("XPNET_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        comm.abort(_mpi_error_line(e), EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_ERROR)
+        raise  # not reached: Abort ends the process
+
+
+def _mpi_error_line(e: BaseException) -> str:
+    """What ``main`` would print for ``e``, for a rank that must print it before ending the job."""
+    if isinstance(e, KeyboardInterrupt):
+        return "xpnet train: interrupted (every rank stopped; the last checkpoint written is kept)"
+    if isinstance(e, MemoryError):
+        return f"xpnet train: error: out of memory ({e}); use a smaller model, batch or dataset"
+    if isinstance(e, (XPNetError, OSError)):
+        return f"xpnet train: error: {e}"
+    return (f"xpnet train: internal error: {type(e).__name__}: {e} (please report; XPNET_DEBUG=1 shows the "
+            "traceback)")
+
+
+def _train(args, comm) -> int:
     from . import train as T
 
-    if args.out is not None:
+    if comm is not None and comm.rank != 0:
+        out = None  # rank 0 alone claims the folder and writes
+    elif args.out is not None:
         out = args.out  # claimed by the trainer: refused if it holds another run or is in use
     elif args.resume is not None:
         out = Path(args.resume).parent  # continue in place
@@ -290,8 +321,12 @@ def cmd_train(args) -> int:
         log=_say,
         overwrite=args.overwrite,
         compile=args.compile,
+        comm=comm,
     )
     try:
+        if comm is not None and comm.rank != 0:
+            trainer.fit(args.epochs)  # silent: rank 0 prints and writes
+            return 0
         return _run_training(args, trainer, t0)
     finally:
         trainer.close()
@@ -314,6 +349,7 @@ def _run_training(args, trainer, t0: float) -> int:
             f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, "
             f"batch {trainer.loader.batch_size}"
             f", on {backend_name(ref)} {device_label(device(ref))} {dtype_name(ref.dtype)}"
+            + ("" if trainer.comm is None else f", {trainer.comm.size} MPI ranks")
         )
     history = trainer.fit(args.epochs)
     elapsed = time.perf_counter() - t0
@@ -576,6 +612,7 @@ def cmd_info(args) -> int:
 
     from . import __version__
     from .backend import describe
+    from .parallel import mpi_info
 
     report = {
         "xpnet": __version__,
@@ -587,6 +624,12 @@ def cmd_info(args) -> int:
         "backends": [],
         "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib", "onnx", "safetensors")},
     }
+    try:
+        report["mpi"] = mpi_info()
+    except Exception as e:  # a broken MPI install must not hide the rest
+        report["mpi"] = {"installed": True, "usable": False, "why": f"{type(e).__name__}: {e}"}
+    if report["mpi"].get("rank", 0) != 0:  # under mpiexec: rank 0 reports for the job
+        return 0
     for name in BACKENDS:
         try:
             report["backends"].append(describe(name))
@@ -623,6 +666,12 @@ def cmd_info(args) -> int:
         + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
         + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot,export]')")
     )
+    mpi = report["mpi"]
+    if not mpi.get("installed") or "why" in mpi:
+        _say(f"mpi: not available ({mpi.get('why')})")
+    else:
+        _say(f"mpi: mpi4py {mpi['mpi4py']}, {mpi['library']} (MPI {mpi['standard']}); this job: "
+             f"{mpi['size']} rank{'s' if mpi['size'] != 1 else ''}; CuPy gradients: {mpi['nccl']}")
     return 0
 
 

@@ -336,6 +336,8 @@ class Trainer:
     non-finite loss, once this run has completed an epoch). ``meta``: JSON values stored in the
     checkpoint (dataset, config). ``log``: where per-epoch lines go (``None`` for silence).
     ``resumed_from``: the checkpoint this run continues (set by :meth:`resume`).
+    ``comm``: a :class:`~xpnet.parallel.Communicator` of more than one rank makes this trainer one
+    rank of a data-parallel job (``batch_size`` is then the global batch; see :meth:`_join`).
     ``compile``: ``"auto"`` (compile the step where xpnet has a compiler for the backend: jax),
     ``"on"`` (the same, and an error where there is none) or ``"off"`` (eager); see
     :mod:`xpnet.compile`. The first epoch's compile time is recorded apart (``compile_seconds``).
@@ -358,6 +360,7 @@ class Trainer:
         overwrite: bool = False,
         resumed_from=None,
         compile: str = "auto",
+        comm=None,
     ):
         if not isinstance(model, Sequential) or not model.params:
             raise ConfigError(
@@ -381,6 +384,9 @@ class Trainer:
         self.save_every = None if save_every is None else int(save_every)
         _check_lr(optimizer, model)
         self.meta = dict(meta or {})
+        self.comm, self._update = None, optimizer.update
+        if comm is not None and comm.size > 1:
+            compile, out, log, quiet = self._join(comm, compile, out, log, quiet)
         self.log = None if quiet else log
         self.progress, self.quiet = progress, quiet
         self.epoch = 0
@@ -396,6 +402,31 @@ class Trainer:
                 out, overwrite, resumed_from, 2 * _checkpoint_bytes(model, optimizer)
             )
         self._first_epoch = 0  # the epoch this trainer started from: nothing at or before it is written
+
+    def _join(self, comm, compile: str, out, log, quiet):
+        """Train as one of ``comm.size`` ranks: the global batch split evenly, rank 0's weights
+        broadcast, gradients averaged by :class:`~xpnet.parallel.DistributedOptimizer`; only rank 0
+        keeps the output folder, the log and the progress bar. Returns the options to use."""
+        from .parallel import DistributedOptimizer
+
+        b, n = self.loader.batch_size, comm.size
+        if b % n:
+            lower, higher = b - b % n, b - b % n + n
+            raise ConfigError(
+                f"the batch size is the global batch, split evenly over the {n} MPI ranks, but {b} is not a "
+                f"multiple of {n}; use --batch-size {lower or higher}" + (f" or {higher}" if lower else "")
+            )
+        if compile == "on":
+            raise ConfigError(f"compile='on' (--compile on) cannot be combined with {n} MPI ranks: the compiled "
+                              "step updates the weights inside the compiled call, where no allreduce can go yet. "
+                              "Use --compile auto or off (the step runs eagerly under MPI)")
+        m, o = self.model, self.optimizer
+        for arrays in (m.params, m.state, *(o.state[s] for s in o.slots)):
+            comm.broadcast_(arrays)
+        self.comm, self._update = comm, DistributedOptimizer(o, comm).update
+        if comm.rank == 0:
+            return "off", out, log, quiet
+        return "off", None, None, True
 
     @property
     def out(self) -> Path | None:
@@ -514,8 +545,18 @@ class Trainer:
         """Write the checkpoint and the history of the current state into ``out``, or nothing
         when this trainer has not completed an epoch (a run never replaces files with an
         untrained model). The files on disk stay the previous good ones if a write fails."""
-        if self.out is None or self.epoch <= self._first_epoch:
+        if self.epoch <= self._first_epoch:
             return None
+        if self.comm is not None:  # every rank: the ranks agree, then rank 0 writes, then all go on
+            m, o = self.model, self.optimizer
+            self.comm.check_agree({"weights": m.params, "layer state": m.state,
+                                   **{f"optimizer {s}": o.state[s] for s in o.slots}})
+            saved = None if self.out is None else self._write_files()
+            self.comm.barrier()
+            return saved
+        return None if self.out is None else self._write_files()
+
+    def _write_files(self) -> Path:
         files = {
             CHECKPOINT_NAME: ckpt.to_bytes(self.model, self.optimizer, self.state_meta()),
             "history.json": self.history.to_json().encode(),
@@ -621,6 +662,8 @@ class Trainer:
         """One pass over the shuffled training set; returns the mean minibatch loss (0-d array)."""
         if self.step is not None:
             return self._train_epoch_compiled()
+        if self.comm is not None:
+            return self._train_epoch_sharded()
         model, opt = self.model, self.optimizer
         total = None
         self._step_losses = []  # 0-d device arrays: read back only if the epoch's loss is not finite
@@ -632,6 +675,29 @@ class Trainer:
             nb = xb.shape[0]
             total = loss * nb if total is None else total + loss * nb
         return total / self.loader.num_samples
+
+    def _train_epoch_sharded(self):
+        """This rank's part of an epoch: its slice of each global batch (see
+        :func:`~xpnet.parallel.shards`); returns its samples' loss sum over the training set's
+        size (the ranks' values add up to the epoch's mean loss)."""
+        from .parallel import shards
+
+        model, update, xp = self.model, self._update, self.loader.xp
+        n, total = self.loader.num_samples, None
+        idx_all = from_host_like(self.loader.order().astype(np.int64), self.x_train)
+        self._step_losses = []
+        for lo, hi, share in shards(n, self.loader.batch_size, self.comm.rank, self.comm.size):
+            if hi == lo:  # a last global batch smaller than the ranks: nothing to add here
+                update(model.params, None, 0.0)
+                continue
+            idx = idx_all[lo:hi]
+            loss = model.loss(xp.take(self.x_train, idx, axis=0), xp.take(self.t_train, idx, axis=0),
+                              train=True, check=False)
+            model.backward()
+            update(model.params, model.grads, share)
+            self._step_losses.append(loss)
+            total = loss * (hi - lo) if total is None else total + loss * (hi - lo)
+        return None if total is None else total / n
 
     def _train_epoch_compiled(self):
         """The same epoch as :meth:`train_epoch` (the same shuffle, the same batches) as one
@@ -650,16 +716,34 @@ class Trainer:
         return evaluate(self.model, x, t) if self.step is None else self.step.evaluate(evaluate, x, t)
 
     def _epoch_record(self, epoch: int, train_loss, seconds: float) -> dict:
-        values = [train_loss, *self._evaluate(self.x_train, self.t_train)[1:]]
-        if self.x_test is not None:
-            values += list(self._evaluate(self.x_test, self.t_test))
-        xp = namespace(train_loss)
-        host = to_numpy(xp.stack([xp.astype(v, train_loss.dtype) for v in values]))  # the one sync
+        if self.comm is not None:
+            host = self._sharded_metrics(train_loss)
+        else:
+            values = [train_loss, *self._evaluate(self.x_train, self.t_train)[1:]]
+            if self.x_test is not None:
+                values += list(self._evaluate(self.x_test, self.t_test))
+            xp = namespace(train_loss)
+            host = to_numpy(xp.stack([xp.astype(v, train_loss.dtype) for v in values]))  # the one sync
         rec = {"epoch": epoch, "train_loss": float(host[0]), "train_acc": float(host[1])}
         if self.x_test is not None:
             rec.update(test_loss=float(host[2]), test_acc=float(host[3]))
         rec["seconds"] = round(seconds, 4)
         return rec
+
+    def _sharded_metrics(self, train_loss) -> np.ndarray:
+        """The epoch's metrics over the whole training and test sets: each rank evaluates its
+        contiguous shard, and one small allreduce adds the shards' sample-weighted means."""
+        rank, size = self.comm.rank, self.comm.size
+        local = [0.0 if train_loss is None else float(to_numpy(train_loss))]
+        sets = [(self.x_train, self.t_train, (1,))]
+        if self.x_test is not None:
+            sets.append((self.x_test, self.t_test, (0, 1)))
+        for x, t, keep in sets:
+            n = x.shape[0]
+            lo, hi = rank * n // size, (rank + 1) * n // size
+            means = self._evaluate(x[lo:hi, ...], t[lo:hi, ...]) if hi > lo else (0.0, 0.0)
+            local += [float(to_numpy(means[i])) * (hi - lo) / n if hi > lo else 0.0 for i in keep]
+        return self.comm.sum(local)
 
     def _line(self, rec: dict, total: int) -> str:
         width = len(str(total))
@@ -738,6 +822,8 @@ class Trainer:
                                 )
                             break
         except KeyboardInterrupt:
+            if self.comm is not None:  # the other ranks wait inside a collective: end the job
+                raise
             self._rollback(self._good)
             self.history.stopped = "interrupted"
             saved = self._write()
@@ -864,6 +950,10 @@ def build(
     ``backend`` and ``device`` given with it are honoured; ``dataset``, ``hidden``,
     ``activation``, ``optimizer``, ``scale`` and ``seed`` are fixed by the checkpoint, and
     giving a different value is a :class:`~xpnet.errors.ConfigError`.
+
+    Started by an MPI launcher (``mpiexec -n N``), the trainer is one of N data-parallel ranks
+    (``comm=None`` turns that off): ``batch_size`` is the global batch and must divide by N, and
+    each rank takes the GPU of its local rank unless ``device`` or ``XPNET_DEVICE`` says otherwise.
     """
     from . import datasets
 
@@ -900,6 +990,15 @@ def build(
         "num_classes": data.num_classes,
     }
     opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
+    if "comm" not in opts:  # started by mpiexec: one rank of a data-parallel job
+        from .parallel import world
+
+        opts["comm"] = world()
+    if opts["comm"] is not None and device is None and not os.environ.get("XPNET_DEVICE"):
+        from .backend import resolve
+        from .parallel import gpu_device
+
+        device = gpu_device(resolve(backend, None, dtype), opts["comm"].local_rank)
     if batch_size is not None:
         opts["batch_size"] = batch_size
     if resume is not None:
