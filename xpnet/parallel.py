@@ -142,7 +142,7 @@ class Communicator:
         """Replace every array of the mapping ``arrays`` with rank 0's (same keys on every rank)."""
         for key in list(arrays):
             a = arrays[key]
-            host = np.ascontiguousarray(to_numpy(a))
+            host = np.array(to_numpy(a), order="C", copy=True)  # writeable (jax hands out read-only views)
             self.comm.Bcast(host, root=0)
             arrays[key] = from_host_like(host, a)
 

@@ -1,0 +1,342 @@
+"""Data-parallel training over MPI (xpnet.parallel): real `mpiexec -n 2` jobs, every wait bounded.
+
+Run as a script (``python tests/test_parallel.py MODE OUT ...``) this file is also the program
+the MPI jobs run, so the single-process reference and the ranks train with the same code.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi = pytest.mark.skipif(
+    not (HAVE_MPI4PY and MPIEXEC),
+    reason="needs mpi4py and an mpiexec (pip install 'xpnet[mpi]' mpich): "
+    + ("mpi4py is not installed" if not HAVE_MPI4PY else "no mpiexec on PATH"),
+)
+JOB_TIMEOUT = 90  # seconds: a hung job fails the test (and its process group is killed)
+
+
+# ---------------------------------------------------------------------- what the ranks run
+def synthetic(n=201, features=6, classes=3, seed=0):
+    """A small data set whose size leaves a last global batch of 1 sample for batch 20."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, features))
+    t = rng.integers(0, classes, n)
+    return x, t, x[:37], t[:37]
+
+
+def train_weights(backend: str, dtype: str, comm, epochs: int = 1, batch_size: int = 20, optimizer="adam"):
+    """Train an MLP on :func:`synthetic` data; returns host weights and the history."""
+    import xpnet
+    from xpnet.train import Trainer
+
+    be = xpnet.get_backend(backend)
+    model = xpnet.mlp([6, 16, 3], seed=0, backend=backend, dtype=dtype)
+    data = tuple(be.asarray(a if a.dtype.kind != "f" else a.astype(dtype)) for a in synthetic())
+    opt = xpnet.get_optimizer(optimizer, 0.01)
+    trainer = Trainer(model, opt, data, batch_size=batch_size, seed=0, log=None, comm=comm, compile="off")
+    history = trainer.fit(epochs)
+    return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in model.params.items()}, history.records
+
+
+def _worker(mode: str, out: str, *rest) -> int:
+    from mpi4py import MPI
+
+    from xpnet import parallel
+
+    rank = MPI.COMM_WORLD.Get_rank()
+    if mode == "parity":  # rest: backend:dtype pairs
+        comm = parallel.world()
+        for pair in rest:
+            backend, dtype = pair.split(":")
+            weights, records = train_weights(backend, dtype, comm, epochs=2)
+            np.savez(Path(out) / f"{backend}-{dtype}-rank{rank}.npz", **weights)
+            if rank == 0:
+                (Path(out) / f"{backend}-{dtype}.json").write_text(json.dumps(records))
+        return 0
+    if mode == "averaging":
+        return _averaging(parallel, rank, out)
+    # fault injection around the CLI: rest is the `xpnet train` command line
+    import xpnet.checkpoint as ckpt
+    import xpnet.cli
+    import xpnet.model as M
+
+    if mode == "disk-full" and rank == 0:  # the writes of epoch 2 fail (3 files per checkpoint)
+        real, calls = ckpt.write_atomic, []
+
+        def full(path, data):
+            calls.append(path)
+            if len(calls) > 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return real(path, data)
+
+        ckpt.write_atomic = full
+    if mode in ("raise", "sigkill") and rank == 1:  # rank 1 fails in its 30th step (epoch 2 of digits)
+        real_loss, steps = M.Sequential.loss, []
+
+        def failing(self, *a, **kw):
+            steps.append(1)
+            if len(steps) == 30:
+                if mode == "sigkill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise ValueError("injected failure on rank 1")
+            return real_loss(self, *a, **kw)
+
+        M.Sequential.loss = failing
+    return xpnet.cli.main(list(rest))
+
+
+def _averaging(parallel, rank: int, out: str) -> int:
+    """Hand-made gradients: rank r's is (r + 1) * ones with share (0.75, 0.25); then a rank with
+    no samples; then a rank whose weights drift."""
+    import xpnet
+
+    comm = parallel.world()
+    result = {}
+    p = {"W": np.full((2, 3), 10.0), "b": np.zeros(3)}
+    opt = parallel.DistributedOptimizer(xpnet.SGD(lr=1.0), comm)
+    opt.update(p, {k: np.full(v.shape, rank + 1.0) for k, v in p.items()}, (0.75, 0.25)[rank])
+    result["after_one"] = p["W"].tolist()  # 10 - (0.75 * 1 + 0.25 * 2) = 8.75
+    opt.update(p, None if rank == 0 else {k: np.full(v.shape, 4.0) for k, v in p.items()}, (0.0, 1.0)[rank])
+    result["after_two"] = p["b"].tolist()  # 0 - 1.25 - 4 = -5.25
+    mine = {"W": np.full(3, float(rank))}
+    comm.broadcast_(mine)
+    result["broadcast"] = mine["W"].tolist()
+    comm.check_agree({"weights": p})
+    p["b"][0] += rank  # rank 1 drifts
+    try:
+        comm.check_agree({"weights": p})
+        result["drift"] = None
+    except parallel.RankMismatchError as e:
+        result["drift"] = str(e)
+    (Path(out) / f"averaging-{rank}.json").write_text(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------- helpers
+def mpiexec(*args, n: int = 2, timeout: float = JOB_TIMEOUT, cwd=None):
+    from procs import run
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("XPNET_BACKEND", None)
+    return run([MPIEXEC, "-n", str(n), sys.executable, *map(str, args)], timeout=timeout, env=env, cwd=cwd)
+
+
+def job(mode, out, *rest, **kw):
+    """This file as the ranks' program; ``-m mpi4py`` aborts the job on an uncaught exception."""
+    return mpiexec("-m", "mpi4py", HERE, mode, out, *rest, **kw)
+
+
+# ---------------------------------------------------------------------- no MPI needed
+def test_shards_cover_each_global_batch_in_order_with_shares_summing_to_one():
+    from xpnet.parallel import shards
+
+    for n, b, size in [(201, 20, 2), (10, 4, 2), (7, 6, 3), (100, 100, 4), (5, 4, 4)]:
+        per_rank = [list(shards(n, b, r, size)) for r in range(size)]
+        assert all(len(s) == len(per_rank[0]) for s in per_rank)  # every rank takes part in every step
+        covered = []
+        for step in zip(*per_rank):
+            assert sum(share for _, _, share in step) == pytest.approx(1.0)
+            assert all(step[r][1] == step[r + 1][0] for r in range(size - 1))  # contiguous, rank order
+            covered += [i for lo, hi, _ in step for i in range(lo, hi)]
+            if b % size == 0 and step[-1][1] - step[0][0] == b:  # a full global batch: equal slices
+                assert {hi - lo for lo, hi, _ in step} == {b // size}
+        assert covered == list(range(n))
+    assert list(shards(201, 20, 0, 2))[-1] == (200, 200, 0.0)  # last batch of 1: rank 0 gets none
+    assert list(shards(201, 20, 1, 2))[-1] == (200, 201, 1.0)
+
+
+class StandInComm:
+    """One rank of two; the other rank's packed contribution is given in advance."""
+
+    size, rank, local_rank = 2, 0, 0
+
+    def __init__(self, other: np.ndarray):
+        self.other, self.buffers = other, []
+
+    def allreduce_(self, buf):
+        self.buffers.append(buf)
+        buf += self.other
+
+
+def test_distributed_optimizer_sums_shared_gradients_through_one_buffer(be, rng):
+    from conftest import assert_close
+
+    import xpnet
+    from xpnet.parallel import DistributedOptimizer
+
+    p0 = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    mine = {k: rng.standard_normal(v.shape) for k, v in p0.items()}
+    theirs = {k: rng.standard_normal(v.shape) for k, v in p0.items()}
+    share = 0.3
+    host_dtype = xpnet.to_numpy(be.asarray(p0["b"])).dtype
+    other = np.concatenate([(1 - share) * theirs[k].ravel() for k in p0]).astype(host_dtype)
+    comm = StandInComm(other)
+    params = {k: be.asarray(v.copy()) for k, v in p0.items()}  # torch may share a float64 array's memory
+    opt = DistributedOptimizer(xpnet.SGD(lr=0.5), comm)
+    for step in (1, 2):
+        opt.update(params, {k: be.asarray(v) for k, v in mine.items()}, share)
+        for k in p0:
+            assert_close(params[k], p0[k] - step * 0.5 * (share * mine[k] + (1 - share) * theirs[k]), be)
+    a, b = comm.buffers
+    assert a is b and a.size == 15  # one persistent flat buffer, never reallocated
+    assert opt.state["step"] == 2 and opt.lr == 0.5  # the wrapped optimizer's state shows through
+
+
+def test_distributed_optimizer_names_bad_gradients_before_reducing():
+    import xpnet
+    from xpnet.parallel import DistributedOptimizer
+
+    comm = StandInComm(np.zeros(3))
+    opt = DistributedOptimizer(xpnet.SGD(lr=0.1), comm)
+    with pytest.raises(xpnet.ConfigError, match="grads do not match params"):
+        opt.update({"b": np.zeros(3)}, {"c": np.zeros(3)})
+    with pytest.raises(xpnet.ShapeError, match="has shape"):
+        opt.update({"b": np.zeros(3)}, {"b": np.zeros(4)})
+    assert comm.buffers == []  # nothing was sent
+
+
+def test_world_is_none_without_a_launcher_and_refuses_a_launch_without_mpi4py(monkeypatch):
+    import xpnet
+    from xpnet import parallel
+
+    for var in parallel.SIZE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    assert parallel.world() is None
+    monkeypatch.setenv("PMI_SIZE", "4")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # not importable
+    with pytest.raises(xpnet.BackendNotInstalledError, match=r"one of 4 .*pip install 'xpnet\[mpi\]'"):
+        parallel.world()
+
+
+def test_import_xpnet_and_build_a_trainer_import_no_mpi4py():
+    code = ("import sys, xpnet, xpnet.train, xpnet.cli, xpnet.parallel; from tests.test_parallel import train_weights; "
+            "train_weights('numpy', 'float32', None); assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
+    from procs import run
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")}
+    done = run([sys.executable, "-c", code], timeout=120, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------- real MPI jobs
+@needs_mpi
+def test_gradient_averaging_is_exact_on_hand_made_gradients(tmp_path):
+    done = job("averaging", tmp_path)
+    assert done.returncode == 0, done.stderr
+    r0, r1 = (json.loads((tmp_path / f"averaging-{r}.json").read_text()) for r in (0, 1))
+    for r in (r0, r1):
+        assert r["after_one"] == [[8.75] * 3] * 2
+        assert r["after_two"] == [-5.25] * 3
+        assert r["broadcast"] == [0.0] * 3
+        assert "rank 1 (weights) differ from rank 0" in r["drift"]
+
+
+@needs_mpi
+def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path):
+    pairs = ["numpy:float64"] + [f"{b}:float32" for b in ("torch", "jax") if importlib.util.find_spec(b)]
+    done = job("parity", tmp_path, *pairs, timeout=150)
+    assert done.returncode == 0, done.stderr
+    for pair in pairs:
+        backend, dtype = pair.split(":")
+        ref_weights, ref_records = train_weights(backend, dtype, None, epochs=2)
+        r0, r1 = (np.load(tmp_path / f"{backend}-{dtype}-rank{r}.npz") for r in (0, 1))
+        tol = {"rtol": 0, "atol": 1e-12} if dtype == "float64" else {"rtol": 1e-5, "atol": 1e-6}
+        for k, expected in ref_weights.items():
+            assert np.array_equal(r0[k], r1[k]), f"{pair}: ranks differ in {k}"
+            np.testing.assert_allclose(r0[k], expected, **tol, err_msg=f"{pair} {k}")
+        records = json.loads((tmp_path / f"{backend}-{dtype}.json").read_text())
+        for got, want in zip(records, ref_records, strict=True):
+            for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                assert got[col] == pytest.approx(want[col], rel=1e-9 if dtype == "float64" else 1e-5), (pair, col)
+
+
+@needs_mpi
+def test_cli_checkpoints_move_between_one_and_two_ranks(tmp_path):
+    import xpnet.checkpoint as ckpt
+    from xpnet.cli import main
+
+    common = ["--dataset", "iris", "--hidden", "8", "--dtype", "float64", "--batch-size", "16", "--no-plot",
+              "--quiet"]
+    assert main(["train", *common, "--epochs", "3", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "moved")]) == 0
+    done = mpiexec("-m", "xpnet", "train", "--resume", tmp_path / "moved" / "checkpoint.npz", "--epochs", "2",
+                   "--no-plot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("epoch 2/2") == 1 and "2 MPI ranks" in done.stdout  # rank 0 alone prints
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved", "whole"]  # no folder claimed by rank 1
+    assert main(["train", "--resume", str(tmp_path / "moved" / "checkpoint.npz"), "--epochs", "3", "--no-plot",
+                 "--quiet"]) == 0
+    whole, _, meta_w = ckpt.load(tmp_path / "whole" / "checkpoint.npz")
+    moved, _, meta_m = ckpt.load(tmp_path / "moved" / "checkpoint.npz")
+    for k, w in whole.params.items():
+        np.testing.assert_allclose(moved.params[k], w, rtol=0, atol=1e-12)
+    assert [r["test_acc"] for r in meta_m["history"]] == pytest.approx([r["test_acc"] for r in meta_w["history"]])
+
+
+@needs_mpi
+def test_a_batch_size_not_divisible_by_the_ranks_is_refused_with_the_fix(tmp_path):
+    from conftest import tally
+
+    done = mpiexec("-m", "xpnet", "train", "--batch-size", "63", "--epochs", "1", "--out", tmp_path / "o")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert "63 is not a multiple of 2; use --batch-size 62 or 64" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+@needs_mpi
+def test_a_diverging_loss_stops_every_rank_with_one_message(tmp_path):
+    from conftest import tally
+
+    done = mpiexec("-m", "xpnet", "train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3",
+                   "--out", tmp_path / "o", "--no-plot")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert "xpnet train: error: the train loss became" in done.stderr and "Lower the learning rate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode, message", [
+    ("disk-full", "could not write the checkpoint of epoch 2"),
+    ("raise", "[rank 1 of 2] xpnet train: internal error: ValueError: injected failure on rank 1"),
+    ("sigkill", ""),
+])
+def test_a_failure_on_one_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_path, mode, message):
+    from conftest import tally
+
+    import xpnet.checkpoint as ckpt
+
+    out = tmp_path / "o"
+    t0 = time.monotonic()
+    done = job(mode, tmp_path, "train", "--epochs", "4", "--save-every", "1", "--out", out, "--no-plot",
+               timeout=75)
+    tally("kills" if mode == "sigkill" else "hostile inputs", 1)
+    assert time.monotonic() - t0 < 60, "the job outlived a dead rank by more than 60 s"
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    _, _, meta = ckpt.load(out / "checkpoint.npz")  # the last good checkpoint is whole
+    assert meta["epoch"] == 1
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(*sys.argv[1:]))
