@@ -40,18 +40,20 @@ def synthetic(n=201, features=6, classes=3, seed=0):
     return x, t, x[:37], t[:37]
 
 
-def train_weights(backend: str, dtype: str, comm, epochs: int = 1, batch_size: int = 20, optimizer="adam"):
-    """Train an MLP on :func:`synthetic` data; returns host weights and the history."""
+def train_weights(backend: str, dtype: str, comm, epochs: int = 1, batch_size: int = 20, optimizer="adam",
+                  batchnorm: bool = False):
+    """Train an MLP on :func:`synthetic` data; returns host weights and running statistics, and the history."""
     import xpnet
     from xpnet.train import Trainer
 
     be = xpnet.get_backend(backend)
-    model = xpnet.mlp([6, 16, 3], seed=0, backend=backend, dtype=dtype)
+    model = xpnet.mlp([6, 16, 3], seed=0, backend=backend, dtype=dtype, batchnorm=batchnorm)
     data = tuple(be.asarray(a if a.dtype.kind != "f" else a.astype(dtype)) for a in synthetic())
     opt = xpnet.get_optimizer(optimizer, 0.01)
     trainer = Trainer(model, opt, data, batch_size=batch_size, seed=0, log=None, comm=comm, compile="off")
     history = trainer.fit(epochs)
-    return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in model.params.items()}, history.records
+    arrays = {**model.params, **model.state}
+    return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in arrays.items()}, history.records
 
 
 def _worker(mode: str, out: str, *rest) -> int:
@@ -60,14 +62,15 @@ def _worker(mode: str, out: str, *rest) -> int:
     from xpnet import parallel
 
     rank = MPI.COMM_WORLD.Get_rank()
-    if mode == "parity":  # rest: backend:dtype pairs
+    if mode == "parity":  # rest: backend:dtype pairs, :bn for a model with BatchNormalization
         comm = parallel.world()
         for pair in rest:
-            backend, dtype = pair.split(":")
-            weights, records = train_weights(backend, dtype, comm, epochs=2)
-            np.savez(Path(out) / f"{backend}-{dtype}-rank{rank}.npz", **weights)
+            backend, dtype, *bn = pair.split(":")
+            weights, records = train_weights(backend, dtype, comm, epochs=2, batchnorm=bool(bn))
+            name = pair.replace(":", "-")
+            np.savez(Path(out) / f"{name}-rank{rank}.npz", **weights)
             if rank == 0:
-                (Path(out) / f"{backend}-{dtype}.json").write_text(json.dumps(records))
+                (Path(out) / f"{name}.json").write_text(json.dumps(records))
         return 0
     if mode == "averaging":
         return _averaging(parallel, rank, out)
@@ -245,14 +248,17 @@ def test_gradient_averaging_is_exact_on_hand_made_gradients(tmp_path):
         assert r["after_one"] == [[8.75] * 3] * 2
         assert r["after_two"] == [-5.25] * 3
         assert r["broadcast"] == [0.0] * 3
-        assert "rank 1 (weights) differ from rank 0" in r["drift"]
+        assert "rank 1 (weights) does not match rank 0" in r["drift"]
 
 
 @needs_mpi
 def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path):
     pairs = ["numpy:float64"] + [f"{b}:float32" for b in ("torch", "jax") if importlib.util.find_spec(b)]
-    done = job("parity", tmp_path, *pairs, timeout=150)
+    done = job("parity", tmp_path, *pairs, "numpy:float64:bn", timeout=150)
     assert done.returncode == 0, done.stderr
+    r0, r1 = (np.load(tmp_path / f"numpy-float64-bn-rank{r}.npz") for r in (0, 1))  # BatchNorm: each rank
+    assert {k for k in r0.files if "running" in k}  # normalises its slice; running statistics averaged
+    assert all(np.array_equal(r0[k], r1[k]) for k in r0.files), "the ranks' BatchNorm statistics differ"
     for pair in pairs:
         backend, dtype = pair.split(":")
         ref_weights, ref_records = train_weights(backend, dtype, None, epochs=2)
@@ -288,6 +294,24 @@ def test_cli_checkpoints_move_between_one_and_two_ranks(tmp_path):
     for k, w in whole.params.items():
         np.testing.assert_allclose(moved.params[k], w, rtol=0, atol=1e-12)
     assert [r["test_acc"] for r in meta_m["history"]] == pytest.approx([r["test_acc"] for r in meta_w["history"]])
+
+
+@needs_mpi
+def test_info_reports_the_mpi_library_and_the_job_size_once():
+    done = mpiexec("-m", "xpnet", "info")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("mpi: ")]
+    assert len(lines) == 1 and "mpi4py" in lines[0] and "this job: 2 ranks" in lines[0], done.stdout
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank_and_cpus_keep_theirs():
+    from types import SimpleNamespace
+
+    from xpnet.backend import resolve
+    from xpnet.parallel import gpu_device
+
+    assert gpu_device(resolve("numpy"), 3) is None
+    assert gpu_device(SimpleNamespace(device="cuda:0"), 3) == "cuda:3"  # a stand-in for a CuPy backend
 
 
 @needs_mpi

@@ -146,6 +146,15 @@ class Communicator:
             self.comm.Bcast(host, root=0)
             arrays[key] = from_host_like(host, a)
 
+    def average_(self, arrays: dict) -> None:
+        """Replace every array of the mapping ``arrays`` with its mean over the ranks (for the
+        running statistics each rank's BatchNormalization gathers from its own slices)."""
+        for key in list(arrays):
+            a = arrays[key]
+            host = np.array(to_numpy(a), order="C", copy=True)
+            self.allreduce_(host)
+            arrays[key] = from_host_like(host / self.size, a)
+
     def check_agree(self, groups: dict) -> None:
         """Raise :class:`RankMismatchError` on every rank when the arrays in ``groups`` (a name ->
         mapping of arrays, e.g. ``{"params": model.params}``) are not bitwise equal on all ranks:
@@ -157,7 +166,8 @@ class Communicator:
         if bad:
             which = ", ".join(f"rank {r} ({name})" for r, name in bad)
             raise RankMismatchError(
-                f"the {self.size} ranks no longer hold the same model: {which} differ from rank 0. Every rank "
+                f"the {self.size} ranks no longer hold the same model: {which} {'does' if len(bad) == 1 else 'do'} "
+                "not match rank 0. Every rank "
                 "must apply the same update; a layer drawing its own random numbers or code changing one rank's "
                 "weights causes this. Resume from the last checkpoint"
             )

@@ -697,6 +697,8 @@ class Trainer:
             update(model.params, model.grads, share)
             self._step_losses.append(loss)
             total = loss * (hi - lo) if total is None else total + loss * (hi - lo)
+        if model.state:  # running statistics gathered from this rank's slices: the ranks' mean
+            self.comm.average_(model.state)
         return None if total is None else total / n
 
     def _train_epoch_compiled(self):
