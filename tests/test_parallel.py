@@ -275,6 +275,8 @@ def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path
 
 @needs_mpi
 def test_cli_checkpoints_move_between_one_and_two_ranks(tmp_path):
+    from conftest import tally
+
     import xpnet.checkpoint as ckpt
     from xpnet.cli import main
 
@@ -289,6 +291,7 @@ def test_cli_checkpoints_move_between_one_and_two_ranks(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moved", "whole"]  # no folder claimed by rank 1
     assert main(["train", "--resume", str(tmp_path / "moved" / "checkpoint.npz"), "--epochs", "3", "--no-plot",
                  "--quiet"]) == 0
+    tally("resumes compared", 2)
     whole, _, meta_w = ckpt.load(tmp_path / "whole" / "checkpoint.npz")
     moved, _, meta_m = ckpt.load(tmp_path / "moved" / "checkpoint.npz")
     for k, w in whole.params.items():
@@ -353,7 +356,7 @@ def test_a_failure_on_one_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_pa
     t0 = time.monotonic()
     done = job(mode, tmp_path, "train", "--epochs", "4", "--save-every", "1", "--out", out, "--no-plot",
                timeout=75)
-    tally("kills" if mode == "sigkill" else "hostile inputs", 1)
+    tally("kills survived" if mode == "sigkill" else "hostile inputs", 1)
     assert time.monotonic() - t0 < 60, "the job outlived a dead rank by more than 60 s"
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
