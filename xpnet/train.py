@@ -21,6 +21,12 @@ the device and read, together with the evaluation metrics, once per epoch. A NaN
 loss stops training with :class:`~xpnet.errors.NonFiniteError`; the checkpoint on disk is
 then the last good epoch's. Ctrl-C (KeyboardInterrupt) writes the last completed epoch's
 checkpoint and returns the history with ``stopped == "interrupted"``.
+
+Started by ``mpiexec -n N`` (see :mod:`xpnet.parallel`), :func:`build` makes the trainer one of
+N data-parallel ranks: the same shuffle on every rank, each rank's contiguous slice of every
+global batch, one allreduce of the gradients per step, evaluation sharded and summed. Rank 0
+alone claims the output folder, prints and writes; at every checkpoint the ranks check that
+they hold the same model. There Ctrl-C ends every rank (the last written checkpoint is kept).
 """
 
 from __future__ import annotations
