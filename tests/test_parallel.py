@@ -330,6 +330,19 @@ def test_a_batch_size_not_divisible_by_the_ranks_is_refused_with_the_fix(tmp_pat
 
 
 @needs_mpi
+def test_an_output_folder_refused_on_rank_0_ends_every_rank(tmp_path):
+    from conftest import tally
+
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "history.json").write_text("{}")  # another run's file: rank 0 alone checks the folder
+    done = mpiexec("-m", "xpnet", "train", "--epochs", "2", "--out", tmp_path / "o", "--no-plot")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert done.stderr.count("already holds another run") == 1, done.stderr
+    assert (tmp_path / "o" / "history.json").read_text() == "{}"
+
+
+@needs_mpi
 def test_a_diverging_loss_stops_every_rank_with_one_message(tmp_path):
     from conftest import tally
 

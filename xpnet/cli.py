@@ -272,7 +272,7 @@ def cmd_train(args) -> int:
 
             traceback.print_exc()
         comm.abort(_mpi_error_line(e), EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_ERROR)
-        raise  # not reached: Abort ends the process
+        raise  # not reached: abort ends the process
 
 
 def _mpi_error_line(e: BaseException) -> str:

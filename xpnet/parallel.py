@@ -180,6 +180,7 @@ class Communicator:
             message = f"[rank {self.rank} of {self.size}] {message}"
         print(message, file=sys.stderr, flush=True)
         self.comm.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort may return before the launcher ends the job
 
 
 class DistributedOptimizer:
