@@ -101,6 +101,13 @@ def test_the_default_output_folder_never_overwrites(tmp_path, monkeypatch, capsy
     assert (tmp_path / "runs" / "iris-2" / "checkpoint.npz").exists()
 
 
+def test_an_output_path_that_is_a_file_is_named(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    code, _, err = train_cli(capsys, "--epochs", 1, "--out", tmp_path / "f")
+    assert code == 1 and "is a file, not a folder" in err
+    tally("hostile inputs", 1)
+
+
 @pytest.mark.parametrize("out", ["", "   "])
 def test_an_empty_output_path_is_refused(out, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -49,17 +49,19 @@ def _fmax(dtype, xp) -> float:
     return hit
 
 
-def _raised(x, axis: int, xp):
+def _raised(x, axis: int, xp, h: float | None = None):
     """``(xs, max(x))``: ``x`` raised to at least ``lo``, so that ``xs - max`` cannot overflow.
 
     ``x - max`` itself overflows for scores near both ends of the dtype's range
-    (``-3e38 - 3e38`` in float32). ``lo`` is at most ``max(x)`` and at least about
-    ``max(x) - finfo.max / 2``; values below it have ``exp(x - max) = 0`` either way, and
+    (``-3e38 - 3e38`` in float32). ``lo = max(m, h - finfo.max) - h`` is at most ``m`` and at
+    least ``-finfo.max``, and ``xs - m`` lies in ``[-h, 0]`` (``0 < h <= finfo.max / 2``; by
+    default ``finfo.max / 2``); values below ``lo`` have ``exp(x - max) = 0`` either way, and
     every other value is unchanged.
     """
     m = xp.max(x, axis=axis, keepdims=True)
-    half = 0.5 * _fmax(x.dtype, xp)
-    lo = xp.maximum(m, -half) - half  # in [-max, max / 2] and <= m: no overflow
+    fmax = _fmax(x.dtype, xp)
+    h = 0.5 * fmax if h is None else h
+    lo = xp.maximum(m, h - fmax) - h  # no overflow
     return xp.maximum(x, lo), m
 
 
@@ -97,14 +99,16 @@ def softmax(x, axis: int = -1, xp=None):
 def softmax_cross_entropy(x, T, xp):
     """``(mean loss, log_softmax(x))`` of (N, C) scores against (N, C) target rows ``T``.
 
-    Log-probabilities are finite (:func:`log_softmax`), so no ``-inf * 0`` occurs; each
-    sample's loss is capped at ``finfo.max / 2N`` so that the sum of N cannot overflow: the
-    loss is finite for any finite scores.
+    Log-probabilities are finite, so no ``-inf * 0`` occurs; scores more than
+    ``finfo.max / 2N`` below their row's maximum count as that far below (their probability
+    is 0 either way), so no sample's loss exceeds about ``finfo.max / 2N`` and the sum of
+    N cannot overflow: the loss is finite for any finite scores.
     """
     n = x.shape[0]
-    logp = log_softmax(x, xp=xp)
-    per = xp.minimum(-xp.sum(logp * T, axis=-1), _fmax(x.dtype, xp) / (2 * n))
-    return xp.sum(per) / n, logp
+    xs, m = _raised(x, -1, xp, 0.5 * _fmax(x.dtype, xp) / n)
+    d = xs - m  # then minus log(sum): not x - (m + log(sum)), where log(2) vanishes beside m = 1e8
+    logp = d - xp.log(xp.sum(xp.exp(d), axis=-1, keepdims=True))
+    return -xp.sum(logp * T) / n, logp
 
 
 def binary_cross_entropy(x, T, xp):

@@ -147,6 +147,9 @@ def check_writable(folder, need_bytes: int = 0) -> Path:
     if not str(os.fspath(folder)).strip():
         raise ConfigError("the output directory is an empty string; give a folder with --out DIR")
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output directory {os.fspath(folder)!r} is a file, not a folder; choose a folder "
+                          "with --out DIR")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder) as probe:
