@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [  # the tests that attack xpnet: hostile inputs, faults, lost work
     "tests/test_hostile.py", "tests/test_hostile_lib.py", "tests/test_hostile_cli.py",
-    "tests/test_backend_seam.py", "tests/test_faults.py", "tests/test_lost_work.py",
+    "tests/test_backend_seam.py", "tests/test_faults.py", "tests/test_lost_work.py", "tests/test_parallel.py",
+    "tests/test_compile.py", "tests/test_export.py",
 ]
 
 

@@ -32,9 +32,9 @@ def test_readme_documents_every_environment_variable_the_code_reads():
 
 
 @pytest.mark.parametrize("command", ["pip install . && xpnet train",
-                                     'pip install -e ".[test,cpu]" torch==2.13.0 && python -m pytest'])
+                                     'pip install -e ".[test,cpu,mpi]" mpich torch==2.13.0 && python -m pytest'])
 def test_readme_two_commands_are_the_ones_ci_runs(command):
     assert command in README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
     if "pytest" in command:
-        assert 'pip install --quiet -e ".[test,cpu]" torch==2.13.0' in ci and "python -m pytest" in ci
+        assert 'pip install --quiet -e ".[test,cpu,mpi]" mpich torch==2.13.0' in ci and "python -m pytest" in ci

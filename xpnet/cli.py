@@ -145,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d["epochs"],
         help="total epochs, counting those before --resume (default: %(default)s)",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=None, help=f"default: {d['batch_size']}")
+    t.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"the global batch: split over the ranks under mpiexec (default: {d['batch_size']})",
+    )
     t.add_argument(
         "--seed", type=_seed, default=None, help=f"seeds weights and shuffles, 0 to 2**63-1 (default: {d['seed']})"
     )
