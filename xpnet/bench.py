@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend as B
+from .cli import _positive_int  # the same flag type as the xpnet command's
 
 LR = 0.1
 
@@ -863,16 +864,6 @@ def run(args) -> dict:
         "fresh process, dataset included",
     ]
     return result
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _check_writable(p: argparse.ArgumentParser, flag: str, path: str | None) -> None:
