@@ -40,19 +40,12 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
 
 from . import checkpoint as ckpt
 from . import functional as F
@@ -78,6 +71,16 @@ from .errors import (
 )
 from .model import Sequential, mlp
 from .optimizers import Optimizer, get_optimizer
+from .outputs import (  # noqa: F401 (LOCK_NAME, RUN_FILES, claim_fresh_output: part of this module's API)
+    CHECKPOINT_NAME,
+    LOCK_NAME,
+    RUN_FILES,
+    Output,
+    _same_file,
+    check_writable,
+    claim_fresh_output,
+    claim_output,
+)
 
 # What ``xpnet train`` does with no arguments (measured: >= 98 % test accuracy on digits).
 DEFAULTS = {
@@ -92,7 +95,6 @@ DEFAULTS = {
     "scale": "minmax",
     "weight_decay": 0.0,
 }
-CHECKPOINT_NAME = "checkpoint.npz"
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -135,143 +137,8 @@ class History:
         )
 
 
-RUN_FILES = (CHECKPOINT_NAME, "history.json", "history.csv")  # what makes a folder "a run's"
-PLOT_FILES = ("curves.png", "regions.png")
-LOCK_NAME = ".xpnet.lock"
+PLOT_FILES = ("curves.png", "regions.png")  # a replaced run's plots are removed by --overwrite
 HISTORY_BYTES_PER_EPOCH = 512  # one record in the checkpoint, history.json and history.csv, generously
-
-
-def check_writable(folder, need_bytes: int = 0) -> Path:
-    """Create ``folder`` if needed, prove a file can be written there and that ``need_bytes``
-    are free (room for two checkpoints), or raise ConfigError before any training starts."""
-    if not str(os.fspath(folder)).strip():
-        raise ConfigError("the output directory is an empty string; give a folder with --out DIR")
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"output directory {os.fspath(folder)!r} is a file, not a folder; choose a folder "
-                          "with --out DIR")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder) as probe:
-            probe.write(b"\0" * min(need_bytes, 1 << 20))
-            probe.flush()
-            os.fsync(probe.fileno())
-        free = shutil.disk_usage(folder).free
-    except OSError as e:
-        raise ConfigError(
-            f"output directory {os.fspath(folder)!r} is not writable ({e.strerror or e}); "
-            "choose another with --out DIR"
-        ) from e
-    if free < need_bytes:
-        raise ConfigError(
-            f"output directory {os.fspath(folder)!r} has {free} bytes free, but the checkpoints "
-            f"need about {need_bytes}; free some space or choose another with --out DIR"
-        )
-    return folder
-
-
-class Output:
-    """An output folder claimed by one run: exclusively locked (``.xpnet.lock``) for the run's
-    life, so two runs can never write into it at once. The lock is the operating system's
-    (``flock``): it goes away with the process, SIGKILL included, so a killed run leaves no
-    stale lock. :func:`claim_output` makes one."""
-
-    def __init__(self, folder: Path, fd: int):
-        self.folder = folder
-        self._fd = fd
-        self._finalizer = weakref.finalize(self, os.close, fd)
-
-    def close(self) -> None:
-        """Release the folder (also done when the object is garbage-collected or the process ends)."""
-        self._finalizer()
-
-
-def _try_lock(folder: Path) -> int | None:
-    """An open, exclusively locked descriptor of ``folder/.xpnet.lock``, or None if it is held."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # Windows
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def _lock_holder(folder: Path) -> str:
-    try:
-        pid = (folder / LOCK_NAME).read_text().strip()
-    except OSError:
-        return ""
-    return f" (process {pid})" if pid.isdigit() else ""
-
-
-def _run_summary(folder: Path) -> str:
-    """What an output folder holds, for the message that refuses to overwrite it."""
-    found = [name for name in RUN_FILES if (folder / name).exists()]
-    try:
-        meta = ckpt.describe_file(folder / CHECKPOINT_NAME)["meta"]
-        last = (meta.get("history") or [{}])[-1]
-        acc = last.get("test_acc", last.get("train_acc"))
-        what = f"a checkpoint of epoch {meta.get('epoch')}" + (f", accuracy {acc:.4f}" if acc is not None else "")
-    except Exception:  # unreadable or absent: name the files only
-        what = ", ".join(found)
-    return what
-
-
-def _same_file(a, b: Path) -> bool:
-    try:
-        return a is not None and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def claim_output(folder, overwrite: bool = False, resumed_from=None, need_bytes: int = 0) -> Output:
-    """Claim ``folder`` for a new run, or raise :class:`~xpnet.errors.OutputError`.
-
-    A folder already in use by another run (locked) is refused. A folder holding another
-    run's files (``checkpoint.npz``, ``history.json``, ``history.csv``) is refused unless
-    ``overwrite`` is true or this run resumes that very checkpoint (``resumed_from``).
-    Even then nothing is replaced before this run completes its first epoch.
-    """
-    folder = check_writable(folder, need_bytes)
-    fd = _try_lock(folder)
-    if fd is None:
-        raise OutputError(
-            f"output directory {os.fspath(folder)!r} is in use by another xpnet run{_lock_holder(folder)}; "
-            "wait for it to end or choose another --out DIR"
-        )
-    out = Output(folder, fd)
-    if overwrite or _same_file(resumed_from, folder / CHECKPOINT_NAME):
-        return out
-    if any((folder / name).exists() for name in RUN_FILES):
-        out.close()
-        ckpt_path = folder / CHECKPOINT_NAME
-        raise OutputError(
-            f"output directory {os.fspath(folder)!r} already holds another run ({_run_summary(folder)}); "
-            f"continue it with --resume {os.fspath(ckpt_path)}, choose another --out DIR, or pass "
-            "--overwrite (overwrite=True) to replace it once the new run has completed an epoch"
-        )
-    return out
-
-
-def claim_fresh_output(base) -> Output:
-    """Claim ``base``, or the first of ``base-2``, ``base-3``... that holds no run and is not in
-    use: the default output folder never refuses and never overwrites."""
-    base = Path(base)
-    for i in range(1, 10_000):
-        folder = base if i == 1 else base.with_name(f"{base.name}-{i}")
-        try:
-            return claim_output(folder)
-        except OutputError:
-            continue
-    raise OutputError(f"no free output folder next to {os.fspath(base)!r}; choose one with --out DIR")
 
 
 def _checkpoint_bytes(model: Sequential, optimizer: Optimizer) -> int:
