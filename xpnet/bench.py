@@ -258,7 +258,7 @@ class XPNetOpsInlined(Contender):
             h = acts[-1] @ W + b
             if k < L - 1:
                 pre.append(h)
-                h = xp.where(h < 0, 0.0, h)
+                h = xp.maximum(h, xp.zeros((), dtype=h.dtype))
             acts.append(h)
         s = acts[-1]
         m = xp.max(s, axis=-1, keepdims=True)
@@ -274,7 +274,7 @@ class XPNetOpsInlined(Contender):
         for k in range(L - 1, -1, -1):
             grads[k] = (acts[k].T @ d, xp.sum(d, axis=0))
             if k:
-                d = xp.where(pre[k - 1] > 0, d @ self.params[k][0].T, 0.0)
+                d = (d @ self.params[k][0].T) * xp.astype(pre[k - 1] > 0, d.dtype)
         for (W, b), (gW, gb), (wW, wb) in zip(self.params, grads, self.work, strict=True):
             np.multiply(gW, LR, out=wW)
             W -= wW
