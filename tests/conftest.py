@@ -97,6 +97,15 @@ def be(request) -> B.Backend:
 
 
 @pytest.fixture
+def clean_choice(monkeypatch):
+    """No XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE and no process-wide set_backend choice."""
+    for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(B, "_process", {})
+    yield
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 

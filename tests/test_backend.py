@@ -12,13 +12,7 @@ from conftest import assert_close
 import xpnet
 from xpnet import backend as B
 
-
-@pytest.fixture(autouse=True)
-def _clean_choice(monkeypatch):
-    for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(B, "_process", {})
-    yield
+pytestmark = pytest.mark.usefixtures("clean_choice")  # no XPNET_* variable, no set_backend
 
 
 def test_import_xpnet_loads_no_gpu_or_heavy_backend():

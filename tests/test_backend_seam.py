@@ -24,12 +24,7 @@ from xpnet import backend as B
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _clean_choice(monkeypatch):
-    for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(B, "_process", {})
-    yield
+pytestmark = pytest.mark.usefixtures("clean_choice")  # no XPNET_* variable, no set_backend
 
 
 def need(name: str):
