@@ -8,14 +8,13 @@ which targets were checked.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from conftest import tally
+from procs import run
 
 from xpnet import bench
 
@@ -84,15 +83,9 @@ def test_bad_thread_environment_is_a_usage_error(monkeypatch, capsys):
 
 
 def test_xpnet_bench_bad_flag_from_the_command_line_has_no_traceback(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "xpnet", "bench", "--threads", "0", "--json",
-                          str(tmp_path / "no" / "x.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.communicate(timeout=30)
+    p = run([sys.executable, "-m", "xpnet", "bench", "--threads", "0", "--json", str(tmp_path / "no" / "x.json")],
+            timeout=120)
+    err = p.stderr
     assert p.returncode == 2 and "--threads" in err and "Traceback" not in err, err
 
 

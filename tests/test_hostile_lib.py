@@ -3,8 +3,6 @@ errors become right answers or xpnet errors that name the fix, on every backend 
 
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 import reference as ref
 from conftest import assert_close, tally
+from procs import run
 
 import xpnet
 from xpnet import checkpoint as ckpt
@@ -495,14 +494,8 @@ def test_jax_float32_message_tells_how_to_get_float64():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(xpnet.__file__)),
                                                         os.environ.get("PYTHONPATH", "")])}
     env.pop("JAX_ENABLE_X64", None)
-    p = subprocess.Popen([sys.executable, "-c", JAX_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
+    p = run([sys.executable, "-c", JAX_SCRIPT], timeout=120, env=env)
+    out, err = p.stdout, p.stderr
     assert p.returncode == 0, err
     assert "REFUSED" in out and "xpnet.get_backend('jax', dtype='float64')" in out, out
     assert "device cpu:0 has no float64" not in out
