@@ -22,6 +22,11 @@ import pytest
 
 from xpnet import backend as B
 
+# `xpnet train` keeps jax executables in ~/.cache/xpnet/jax; tests (and the CLI runs they start)
+# do not touch the user's cache: tests/test_compile_cache.py gives it temporary folders.
+os.environ["XPNET_COMPILE_CACHE"] = "off"
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+
 try:  # pin the standard version once for the process, never per call
     import array_api_strict
 

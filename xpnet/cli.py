@@ -304,6 +304,11 @@ def _train(args, comm) -> int:
     else:
         out = T.claim_fresh_output(Path("runs") / (args.dataset or T.DEFAULTS["dataset"]))
     t0 = time.perf_counter()
+    cache = (None, "off")
+    if args.compile != "off":  # compiled executables kept between runs (jax only; no import here)
+        from .compile import use_cache
+
+        cache = use_cache()
     trainer = T.build(
         args.dataset,
         hidden=args.hidden,
@@ -328,6 +333,8 @@ def _train(args, comm) -> int:
         compile=args.compile,
         comm=comm,
     )
+    if trainer.step is not None and cache[0] is None and "folder" in cache[1] and (comm is None or comm.rank == 0):
+        print(f"xpnet train: note: compiled executables are not kept between runs: {cache[1]}", file=sys.stderr)
     try:
         if comm is not None and comm.rank != 0:
             trainer.fit(args.epochs)  # silent: rank 0 prints and writes

@@ -31,13 +31,24 @@ more), each new number of steps given to ``run``, a new dtype, and a change of a
 hyper-parameter other than the learning rate (momentum, betas, eps, weight decay). A new
 learning rate does not recompile: it is an input. ``step.compiles`` counts compilations and
 ``step.compile_seconds`` sums their time.
+
+Compiled executables can be kept on disk between processes with :func:`use_cache` (``xpnet
+train`` does, in ``~/.cache/xpnet/jax`` unless ``XPNET_COMPILE_CACHE`` says otherwise): a later
+run with the same model, batch shapes and jax version loads them instead of compiling. The
+cache is jax's own persistent compilation cache, keyed by the compiled program itself, so a
+changed model or jax version can never pick up a stale executable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
+import re
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +56,63 @@ from .backend import backend_name, check_same_backend, from_host_like, host_dtyp
 from .errors import ConfigError
 from .model import Sequential
 from .optimizers import Optimizer
+
+CACHE_ENV = "XPNET_COMPILE_CACHE"  # a folder, or "off"; unset: cache_dir_default()
+CACHE_OFF = ("off", "0", "no", "none", "false")
+
+
+def cache_dir_default() -> Path:
+    """Where ``xpnet train`` keeps compiled executables: ``$XDG_CACHE_HOME/xpnet/jax``
+    (``~/.cache/xpnet/jax`` when that is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return Path(base if base else Path.home() / ".cache") / "xpnet" / "jax"
+
+
+def _cache_problem(path: Path) -> str | None:
+    """Why executables cannot be written under ``path`` (None when they can); creates nothing."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return "has no existing parent folder"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"cannot be created: {str(probe)!r} is a file"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"is not writable ({str(probe)!r} is read-only)"
+    return None
+
+
+def use_cache(path=None) -> tuple[Path | None, str]:
+    """Keep jax's compiled executables in the folder ``path`` across processes (jax's persistent
+    compilation cache, every executable however quick its compile). ``path=None`` reads
+    ``XPNET_COMPILE_CACHE``: a folder, or ``off``; unset means :func:`cache_dir_default`.
+
+    Returns ``(folder, why)``: the folder in use, or None and why the cache is off (turned
+    off, a folder that cannot be written, or jax's own ``JAX_COMPILATION_CACHE_DIR`` set, which
+    is then left in charge). Never imports jax: it is configured now if already imported, else
+    when it is. Only jax compiles in xpnet, so other backends are unaffected."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None, "JAX_COMPILATION_CACHE_DIR is set: jax's own setting is used"
+    if path is None:
+        value = os.environ.get(CACHE_ENV)
+        if value is not None and value.strip().lower() in CACHE_OFF + ("",):
+            return None, f"turned off by {CACHE_ENV}={value}"
+        path = Path(value).expanduser() if value is not None else cache_dir_default()
+    elif not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ConfigError(f"use_cache: expected a folder path, got {path!r}")
+    path = Path(path).expanduser().absolute()
+    problem = _cache_problem(path)
+    if problem:
+        return None, f"the compile cache folder {str(path)!r} {problem}; set {CACHE_ENV} to another folder or 'off'"
+    settings = {"jax_compilation_cache_dir": str(path), "jax_persistent_cache_min_compile_time_secs": 0}
+    jax = sys.modules.get("jax")
+    if jax is not None and hasattr(jax, "config"):
+        for name, value in settings.items():
+            jax.config.update(name, value)
+    else:  # read by jax when it is imported
+        for name, value in settings.items():
+            os.environ[name.upper()] = str(value)
+    return path, "on"
 
 
 def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
@@ -121,6 +189,7 @@ class JaxStep:
         self.model, self.optimizer = model, optimizer
         self.dropouts = _dropouts(model)
         self.compiles, self.compile_seconds = 0, 0.0
+        self.notes: list[str] = []  # things the trainer should tell (a damaged compile-cache entry)
         self._executables: dict = {}
         self._mask_shapes: dict = {}
         self._lr = self._count = None  # (host value, device array): uploaded only when it changes
@@ -144,8 +213,9 @@ class JaxStep:
         params = dict(m.params.items())
         for slot in o.slots:  # create the optimizer's slots now: the carry keeps one structure
             if len(o.state[slot]) != len(params):
-                for key, p in params.items():
-                    o._slot(slot, key, p, self.jax.numpy)
+                for key, p in params.items():  # zeros uploaded from the host: no compile per shape
+                    if key not in o.state[slot]:
+                        o.state[slot][key] = from_host_like(np.zeros(p.shape, host_dtype(p.dtype)), p)
         # the step count travels in the parameters' dtype, so that an optimizer's ``b ** step``
         # stays in that dtype (an integer count would promote to float64 under jax's x64)
         return (params, dict(m.state.items()), {s: dict(o.state[s]) for s in o.slots},
@@ -263,11 +333,34 @@ class JaxStep:
         if exe is None:
             fn = fn or (self._pure_step if kind == "step" else self._pure_run)
             t0 = time.perf_counter()
-            exe = self.jax.jit(fn, donate_argnums=(0,) if donate else ()).lower(*args).compile()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                exe = self.jax.jit(fn, donate_argnums=(0,) if donate else ()).lower(*args).compile()
+            self._cache_warnings(caught)
             self.compile_seconds += time.perf_counter() - t0
             self.compiles += 1
             self._executables[key] = exe
         return exe
+
+    def _cache_warnings(self, caught) -> None:
+        """jax warns, and recompiles, when an entry of the persistent compile cache cannot be read
+        (a file cut short by a full disk or a killed run), and would keep the damaged file for
+        ever: remove it so the next run writes it afresh, and keep one note for the trainer."""
+        for w in caught:
+            text = str(w.message)
+            found = re.search(r"persistent compilation cache entry for '([^']+)'", text)
+            folder = self.jax.config.jax_compilation_cache_dir
+            if found is None or not folder:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            removed = 0
+            for entry in Path(folder).glob(f"{glob.escape(found.group(1))}-*"):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+            self.notes.append(f"the compile cache in {folder!r} held an entry that could not be read "
+                              f"({text.split(': ', 1)[-1][:120]}); compiled afresh, and {removed} file(s) "
+                              "removed so the next run rewrites them")
 
     def _call(self, kind: str, x, t, masks, steps: int):
         check_same_backend(x, self._ref, "compiled step input")
