@@ -157,3 +157,20 @@ def test_use_cache_before_jax_is_imported_reaches_jax(tmp_path):
     done = run([sys.executable, "-c", code], timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "on", done.stderr
     assert any((tmp_path / "c").iterdir())
+
+
+INFO = "compile cache (jax executables kept by xpnet train): "
+
+
+@pytest.mark.parametrize("setting, expect", [("off", INFO + "off (turned off by XPNET_COMPILE_CACHE=off)"),
+                                             ("{tmp}/c", INFO + "{tmp}/c")])
+def test_info_says_where_the_cache_is(env, tmp_path, capsys, setting, expect):
+    from xpnet import cli
+
+    env.setenv("XPNET_COMPILE_CACHE", setting.format(tmp=tmp_path))
+    assert cli.main(["info"]) == 0
+    assert expect.format(tmp=tmp_path) in capsys.readouterr()[0]
+    assert not (tmp_path / "c").exists()
+    assert cli.main(["info", "--json"]) == 0
+    report = json.loads(capsys.readouterr()[0])
+    assert report["compile_cache"]["folder"] == (None if setting == "off" else str(tmp_path / "c"))

@@ -636,6 +636,13 @@ def cmd_info(args) -> int:
         "backends": [],
         "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib", "onnx", "safetensors")},
     }
+    from .compile import cache_setting
+
+    try:
+        folder, why = cache_setting()
+        report["compile_cache"] = {"folder": None if folder is None else str(folder), "state": why}
+    except XPNetError as e:
+        report["compile_cache"] = {"folder": None, "state": str(e)}
     try:
         report["mpi"] = mpi_info()
     except Exception as e:  # a broken MPI install must not hide the rest
@@ -678,6 +685,9 @@ def cmd_info(args) -> int:
         + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
         + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot,export]')")
     )
+    cache = report["compile_cache"]
+    _say(f"compile cache (jax executables kept by xpnet train): {cache['folder'] or 'off'}"
+         + ("" if cache["folder"] else f" ({cache['state']})"))
     mpi = report["mpi"]
     if not mpi.get("installed") or "why" in mpi:
         _say(f"mpi: not available ({mpi.get('why')})")

@@ -82,15 +82,10 @@ def _cache_problem(path: Path) -> str | None:
     return None
 
 
-def use_cache(path=None) -> tuple[Path | None, str]:
-    """Keep jax's compiled executables in the folder ``path`` across processes (jax's persistent
-    compilation cache, every executable however quick its compile). ``path=None`` reads
-    ``XPNET_COMPILE_CACHE``: a folder, or ``off``; unset means :func:`cache_dir_default`.
-
-    Returns ``(folder, why)``: the folder in use, or None and why the cache is off (turned
-    off, a folder that cannot be written, or jax's own ``JAX_COMPILATION_CACHE_DIR`` set, which
-    is then left in charge). Never imports jax: it is configured now if already imported, else
-    when it is. Only jax compiles in xpnet, so other backends are unaffected."""
+def cache_setting(path=None) -> tuple[Path | None, str]:
+    """What :func:`use_cache` would do, changing nothing: ``(folder, "on")``, or ``(None, why)``
+    when the cache would be off. ``path=None`` reads ``XPNET_COMPILE_CACHE``: a folder, or
+    ``off``; unset means :func:`cache_dir_default`."""
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None, "JAX_COMPILATION_CACHE_DIR is set: jax's own setting is used"
     if path is None:
@@ -104,7 +99,22 @@ def use_cache(path=None) -> tuple[Path | None, str]:
     problem = _cache_problem(path)
     if problem:
         return None, f"the compile cache folder {str(path)!r} {problem}; set {CACHE_ENV} to another folder or 'off'"
-    settings = {"jax_compilation_cache_dir": str(path), "jax_persistent_cache_min_compile_time_secs": 0}
+    return path, "on"
+
+
+def use_cache(path=None) -> tuple[Path | None, str]:
+    """Keep jax's compiled executables in the folder ``path`` across processes (jax's persistent
+    compilation cache, every executable however quick its compile). ``path=None`` reads
+    ``XPNET_COMPILE_CACHE``: a folder, or ``off``; unset means :func:`cache_dir_default`.
+
+    Returns ``(folder, "on")``, or ``(None, why)`` when the cache stays off (turned off, a folder
+    that cannot be written, or jax's own ``JAX_COMPILATION_CACHE_DIR`` set, which is then left
+    in charge). Never imports jax: it is configured now if already imported, else when it is.
+    Only jax compiles in xpnet, so other backends are unaffected."""
+    folder, why = cache_setting(path)
+    if folder is None:
+        return folder, why
+    settings = {"jax_compilation_cache_dir": str(folder), "jax_persistent_cache_min_compile_time_secs": 0}
     jax = sys.modules.get("jax")
     if jax is not None and hasattr(jax, "config"):
         for name, value in settings.items():
@@ -112,7 +122,7 @@ def use_cache(path=None) -> tuple[Path | None, str]:
     else:  # read by jax when it is imported
         for name, value in settings.items():
             os.environ[name.upper()] = str(value)
-    return path, "on"
+    return folder, why
 
 
 def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
