@@ -378,5 +378,49 @@ def test_a_failure_on_one_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_pa
     assert meta["epoch"] == 1
 
 
+@needs_mpi
+def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tmp_path):
+    """SIGINT to mpiexec (what Ctrl-C in a terminal does): the launcher forwards it to every rank;
+    the ranks agree to stop after one step, roll back to the last completed epoch, and rank 0
+    writes it: the printed epoch is the saved one, and nothing else is lost."""
+    import selectors
+    import subprocess
+
+    from conftest import tally
+    from procs import child
+
+    import xpnet.checkpoint as ckpt
+
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("XPNET_BACKEND", None)
+    args = [MPIEXEC, "-n", "2", sys.executable, "-m", "xpnet", "train", "--epochs", "100000", "--out", out,
+            "--no-plot", "--backend", "numpy"]
+    with child(list(map(str, args)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        seen, deadline = [], time.monotonic() + JOB_TIMEOUT
+        while not any(line.split("/")[0].split() == ["epoch", "3"] for line in seen):
+            assert time.monotonic() < deadline, f"no third epoch within {JOB_TIMEOUT} s: {seen[-3:]}"
+            if sel.select(timeout=1):
+                line = proc.stdout.readline()
+                assert line, f"the job ended early: {seen[-3:]} {proc.stderr.read()}"
+                seen.append(line)
+        os.kill(proc.pid, signal.SIGINT)
+        rest, err = proc.communicate(timeout=JOB_TIMEOUT)
+        tally("kills survived", 1)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and err.count("interrupted after epoch") == 1, err
+    printed = int(err.split("interrupted after epoch ")[1].split(";")[0])
+    assert printed >= 3
+    _, _, meta = ckpt.load(out / "checkpoint.npz")
+    assert meta["epoch"] == printed
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["epochs"]) == printed and history["stopped"] == "interrupted"
+    lines = [ln for ln in (seen + rest.splitlines()) if ln.startswith("epoch ")]
+    assert len(lines) >= printed  # every saved epoch was printed before the stop
+
+
 if __name__ == "__main__":
     sys.exit(_worker(*sys.argv[1:]))

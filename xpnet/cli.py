@@ -337,8 +337,8 @@ def _train(args, comm) -> int:
         print(f"xpnet train: note: compiled executables are not kept between runs: {cache[1]}", file=sys.stderr)
     try:
         if comm is not None and comm.rank != 0:
-            trainer.fit(args.epochs)  # silent: rank 0 prints and writes
-            return 0
+            history = trainer.fit(args.epochs)  # silent: rank 0 prints and writes
+            return EXIT_INTERRUPTED if history.stopped == "interrupted" else 0
         return _run_training(args, trainer, t0)
     finally:
         trainer.close()

@@ -23,6 +23,7 @@ This is the only module that imports mpi4py, and only when :func:`world` finds a
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import zlib
@@ -138,6 +139,12 @@ class Communicator:
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one (one 4-byte allreduce)."""
+        buf = np.array([1 if flag else 0], dtype=np.int32)
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.MAX)
+        return bool(buf[0])
+
     def broadcast_(self, arrays: dict) -> None:
         """Replace every array of the mapping ``arrays`` with rank 0's (same keys on every rank)."""
         for key in list(arrays):
@@ -181,6 +188,40 @@ class Communicator:
         print(message, file=sys.stderr, flush=True)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort may return before the launcher ends the job
+
+
+class StopRequest:
+    """Ctrl-C under an MPI launcher, turned into a stop every rank agrees on.
+
+    The launcher forwards SIGINT to every rank, and each receives it at another point of its
+    step: a KeyboardInterrupt there would leave the other ranks waiting in a collective, and the
+    epochs done since the last checkpoint would be lost. Inside ``with StopRequest() as stop``
+    the first SIGINT only sets ``stop.requested``; the trainer asks the ranks once per step
+    (:meth:`Communicator.any`), so all of them stop after the same step, roll back to the last
+    completed epoch together, and rank 0 writes it. A second SIGINT raises KeyboardInterrupt at
+    once (the job is then aborted, keeping the last checkpoint written). Outside the main thread,
+    where no signal handler can be set, it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 class DistributedOptimizer:

@@ -193,6 +193,10 @@ def _copy(a):
     return namespace(a).asarray(a, copy=True) if is_writeable(a) else a
 
 
+class _AgreedStop(KeyboardInterrupt):
+    """Ctrl-C under MPI, seen by every rank after the same step (see parallel.StopRequest)."""
+
+
 @dataclass
 class _Snapshot:
     """Everything that a completed epoch leaves, kept on the device (no host copy, no
@@ -270,7 +274,7 @@ class Trainer:
         self.save_every = None if save_every is None else int(save_every)
         _check_lr(optimizer, model)
         self.meta = dict(meta or {})
-        self.comm, self._update = None, optimizer.update
+        self.comm, self._update, self._stop = None, optimizer.update, None
         if comm is not None and comm.size > 1:
             compile, out, log, quiet = self._join(comm, compile, out, log, quiet)
         self.log = None if quiet else log
@@ -581,17 +585,24 @@ class Trainer:
         for lo, hi, share in shards(n, self.loader.batch_size, self.comm.rank, self.comm.size):
             if hi == lo:  # a last global batch smaller than the ranks: nothing to add here
                 update(model.params, None, 0.0)
+                self._stop_check()
                 continue
             idx = idx_all[lo:hi]
             loss = model.loss(xp.take(self.x_train, idx, axis=0), xp.take(self.t_train, idx, axis=0),
                               train=True, check=False)
             model.backward()
             update(model.params, model.grads, share)
+            self._stop_check()
             self._step_losses.append(loss)
             total = loss * (hi - lo) if total is None else total + loss * (hi - lo)
         if model.state:  # running statistics gathered from this rank's slices: the ranks' mean
             self.comm.average_(model.state)
         return None if total is None else total / n
+
+    def _stop_check(self) -> None:
+        """Under MPI: stop every rank after this step when Ctrl-C reached any of them."""
+        if self._stop is not None and self.comm.any(self._stop.requested):
+            raise _AgreedStop
 
     def _train_epoch_compiled(self):
         """The same epoch as :meth:`train_epoch` (the same shuffle, the same batches) as one
@@ -675,11 +686,17 @@ class Trainer:
         bar = _progress_bar(epochs, self.epoch, self.progress, self.quiet)
         emit = (bar.write if bar is not None else self.log) if self.log else None
         self.history.stopped = "running"
+        if self.comm is not None:
+            from .parallel import StopRequest
+
+            stop = self._stop = StopRequest()
+        else:
+            stop = contextlib.nullcontext()
         try:
             # a diverging run overflows on the way; the loss check below names it, once. The model's
             # device is made current for the work (CuPy runs kernels on its current device)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                    device_context(next(iter(self.model.params.values()))):
+                    device_context(next(iter(self.model.params.values()))), stop:
                 while self.epoch < epochs:
                     t0 = time.perf_counter()
                     c0 = 0.0 if self.step is None else self.step.compile_seconds
@@ -720,9 +737,9 @@ class Trainer:
                                     f"(best {self._best[0]:.4f} at epoch {self._best[1]})"
                                 )
                             break
-        except KeyboardInterrupt:
-            if self.comm is not None:  # the other ranks wait inside a collective: end the job
-                raise
+        except KeyboardInterrupt as e:
+            if self.comm is not None and not isinstance(e, _AgreedStop):
+                raise  # a second Ctrl-C: the other ranks may wait inside a collective, end the job
             self._rollback(self._good)
             self.history.stopped = "interrupted"
             saved = self._write()
@@ -731,6 +748,7 @@ class Trainer:
                 self.log(self._interrupted_line(saved))
             return self.history
         finally:
+            self._stop = None
             if bar is not None:
                 bar.close()
         if self.history.stopped == "running":
