@@ -113,8 +113,8 @@ def test_a_cached_run_gives_the_same_numbers_and_writes_no_new_entries(tmp_path)
 def test_a_damaged_entry_is_a_note_then_healed(tmp_path):
     cache = tmp_path / "cache"
     _, first = _train(tmp_path, "a", cache)
-    [entry] = [p for p in cache.iterdir() if p.name.startswith("jit_pure_epoch")]
-    entry.write_bytes(entry.read_bytes()[:500])  # a file cut short by a full disk or a kill
+    for entry in cache.iterdir():  # files cut short by a full disk or a kill: the step's and eager ops'
+        entry.write_bytes(entry.read_bytes()[:500])
     done, second = _train(tmp_path, "b", cache)
     assert "note: the compile cache" in done.stdout and "could not be read" in done.stdout
     assert "Warning" not in done.stderr and "Traceback" not in done.stderr

@@ -309,6 +309,8 @@ def _train(args, comm) -> int:
         from .compile import use_cache
 
         cache = use_cache()
+        # a damaged entry read outside the compiled step (jax recompiles it): no raw warning for it
+        warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache")
     trainer = T.build(
         args.dataset,
         hidden=args.hidden,
