@@ -217,6 +217,30 @@ def test_distributed_optimizer_sums_shared_gradients_through_one_buffer(be, rng)
     assert opt.state["step"] == 2 and opt.lr == 0.5  # the wrapped optimizer's state shows through
 
 
+def test_distributed_optimizer_hands_the_reduced_gradients_to_a_compiled_apply():
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
+    import xpnet
+    from xpnet.parallel import DistributedOptimizer
+
+    be = xpnet.get_backend("jax", dtype="float64")
+    model, opt = xpnet.mlp([3, 2], seed=0, backend=be), xpnet.SGD(lr=0.5)
+    p0 = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    theirs = {k: np.full(v.shape, 2.0) for k, v in p0.items()}
+    comm = StandInComm(np.concatenate([0.5 * theirs[k].ravel() for k in p0]))
+    step = xpnet.compile_step(model, opt)
+    calls = []
+    dist = DistributedOptimizer(opt, comm, apply=lambda g: (calls.append(sorted(g)), step.apply(g)))
+    mine = {k: be.asarray(np.ones(v.shape)) for k, v in p0.items()}
+    for n in (1, 2):  # the second update's parameters are new arrays (the first ones were donated)
+        dist.update(model.params, mine, 0.5)
+        for k in p0:
+            np.testing.assert_allclose(xpnet.to_numpy(model.params[k]), p0[k] - n * 0.5 * (0.5 + 1.0), rtol=0,
+                                       atol=1e-15)
+    assert calls == [sorted(p0)] * 2 and opt.state["step"] == 2 and len(comm.buffers) == 2
+    with pytest.raises(xpnet.ConfigError, match="apply must be a function"):
+        DistributedOptimizer(opt, comm, apply="sgd")
+
+
 def test_distributed_optimizer_names_bad_gradients_before_reducing():
     import xpnet
     from xpnet.parallel import DistributedOptimizer
