@@ -406,6 +406,19 @@ def test_a_batch_size_not_divisible_by_the_ranks_is_refused_with_the_fix(tmp_pat
 
 
 @needs_mpi
+def test_compile_on_without_a_compiler_is_the_one_process_message_under_mpi(tmp_path):
+    from conftest import tally
+
+    done = mpiexec("-m", "xpnet", "train", "--backend", "numpy", "--compile", "on", "--dataset", "iris",
+                   "--batch-size", "16", "--epochs", "1", "--out", tmp_path / "o", "--no-plot")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert done.stderr.count("xpnet compiles the step on jax only. Use --compile auto") == 1, done.stderr
+    assert "MPI ranks" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+@needs_mpi
 def test_an_output_folder_refused_on_rank_0_ends_every_rank(tmp_path):
     from conftest import tally
 
