@@ -2,11 +2,13 @@
 batch 1,000 with 1 and 2 ranks, 1 BLAS thread per rank, in one run; the allreduce's share of
 the step; whether the two runs end with the same weights.
 
-    python ci/mpi_bench.py [--steps 12] [--warmup 2]
+    python ci/mpi_bench.py [--steps 12] [--warmup 2] [--backend jax] [--compile]
 
 Each configuration is one ``mpiexec -n N`` job (its own process group, bounded by a timeout)
 running this file with ``--worker``: the textbook loop with
 :class:`xpnet.parallel.DistributedOptimizer`, each rank on its slice of every global batch.
+``--compile`` (jax): the step from :func:`xpnet.compile_step`, whole on 1 rank, as its compiled
+``gradient`` and ``apply`` around the allreduce on 2 (XLA on one thread a rank).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SIZES = [784, 1024, 1024, 10]
 BATCH = 1000
 
 
-def worker(out: Path, steps: int, warmup: int) -> None:
+def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: bool = False) -> None:
     import xpnet
     from xpnet import parallel
 
@@ -37,30 +39,46 @@ def worker(out: Path, steps: int, warmup: int) -> None:
     rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
     rng = np.random.default_rng(0)
     n = BATCH * (steps + warmup)
-    x = rng.standard_normal((n, SIZES[0]), dtype=np.float32)
-    t = rng.integers(0, SIZES[-1], n)
-    model = xpnet.mlp(SIZES, seed=0, dtype="float32")
+    be = xpnet.get_backend(backend, dtype="float32")
+    x = be.asarray(rng.standard_normal((n, SIZES[0]), dtype=np.float32))
+    t = be.asarray(rng.integers(0, SIZES[-1], n))
+    model = xpnet.mlp(SIZES, seed=0, backend=be)
     opt = xpnet.SGD(lr=0.01)
+    compiled = xpnet.compile_step(model, opt) if compile else None
+    if compiled is not None and not compiled.compiled:
+        sys.exit(f"mpi_bench: --compile: {compiled.reason}; use --backend jax")
     if comm is not None:
-        opt = parallel.DistributedOptimizer(opt, comm)
+        opt = parallel.DistributedOptimizer(opt, comm, apply=None if compiled is None else compiled.apply)
     batches = list(parallel.shards(n, BATCH, rank, size))
 
     def step(lo, hi, share):
-        model.loss(x[lo:hi], t[lo:hi], train=True, check=False)
-        model.backward(input_grad=False)
-        if comm is None:
-            opt.update(model.params, model.grads)
+        if compiled is not None and comm is None:
+            compiled(x[lo:hi], t[lo:hi])
+            return
+        if compiled is not None:
+            _, grads = compiled.gradient(x[lo:hi], t[lo:hi])
         else:
-            opt.update(model.params, model.grads, share)
+            model.loss(x[lo:hi], t[lo:hi], train=True, check=False)
+            model.backward(input_grad=False)
+            grads = model.grads
+        if comm is None:
+            opt.update(model.params, grads)
+        else:
+            opt.update(model.params, grads, share)
+
+    def sync():  # jax runs asynchronously: the clock stops when the last update is done
+        xpnet.to_numpy(next(iter(model.params.values())))
 
     for b in batches[:warmup]:
         step(*b)
+    sync()
     if comm is not None:
         comm.barrier()
         opt.seconds = 0.0
     t0 = time.perf_counter()
     for b in batches[warmup:]:
         step(*b)
+    sync()
     if comm is not None:
         comm.barrier()
     seconds = time.perf_counter() - t0
@@ -74,7 +92,7 @@ def worker(out: Path, steps: int, warmup: int) -> None:
             comm.allreduce_(buf)
             alone += (time.perf_counter() - a0) / 5
     if rank == 0:
-        np.savez(out / f"weights-{size}.npz", **{k: np.asarray(v) for k, v in model.params.items()})
+        np.savez(out / f"weights-{size}.npz", **{k: xpnet.to_numpy(v) for k, v in model.params.items()})
         allreduce = 0.0 if comm is None else opt.seconds
         (out / f"result-{size}.json").write_text(json.dumps({
             "ranks": size, "seconds": seconds, "samples_per_s": steps * BATCH / seconds,
@@ -84,14 +102,15 @@ def worker(out: Path, steps: int, warmup: int) -> None:
         }))
 
 
-def run_job(ranks: int, out: Path, steps: int, warmup: int, timeout: float = 300) -> dict:
+def run_job(ranks: int, out: Path, steps: int, warmup: int, timeout: float = 300, extra=()) -> dict:
     mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     if mpiexec is None:
         sys.exit("mpi_bench: no mpiexec found; pip install 'xpnet[mpi]' mpich")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, "--worker", str(out),
-           "--steps", str(steps), "--warmup", str(warmup)]
+           "--steps", str(steps), "--warmup", str(warmup), *extra]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         if proc.wait(timeout=timeout) != 0:
@@ -109,17 +128,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--backend", default="numpy", help="numpy (default) or another xpnet backend")
+    p.add_argument("--compile", action="store_true", help="the compiled step (jax): see the module docstring")
     p.add_argument("--worker", metavar="OUT")
     args = p.parse_args()
     if args.worker:
-        worker(Path(args.worker), args.steps, args.warmup)
+        worker(Path(args.worker), args.steps, args.warmup, args.backend, args.compile)
         return
+    extra = ["--backend", args.backend] + (["--compile"] if args.compile else [])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        one, two = (run_job(n, out, args.steps, args.warmup) for n in (1, 2))
+        one, two = (run_job(n, out, args.steps, args.warmup, extra=extra) for n in (1, 2))
         w1, w2 = (np.load(out / f"weights-{n}.npz") for n in (1, 2))
         diff = max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1.files)
-    print(f"W2 {'-'.join(map(str, SIZES))} float32 SGD, global batch {BATCH}, {args.steps} timed steps after "
+    how = f"{args.backend}{' compiled' if args.compile else ''}"
+    print(f"W2 {'-'.join(map(str, SIZES))} {how} float32 SGD, global batch {BATCH}, {args.steps} timed steps after "
           f"{args.warmup} warm-up, 1 BLAS thread per rank; allreduce of {one['bytes_per_step'] / 2**20:.2f} MiB "
           "per step\n")
     print("| ranks | samples/s | speed-up | allreduce share of the step (with waiting) | allreduce alone |")

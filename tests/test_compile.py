@@ -147,6 +147,123 @@ def test_bad_input_to_compile_step_gets_xpnet_errors():
     tally("hostile inputs", 3)
 
 
+# ------------------------------------------------------------------ the step in two halves
+def assert_same_model(got_model, got_opt, want_model, want_opt, tol=1e-10):
+    for mapping, want in ((got_model.params, want_model.params), (got_model.state, want_model.state)):
+        for k in want:
+            np.testing.assert_allclose(xpnet.to_numpy(mapping[k]), xpnet.to_numpy(want[k]), rtol=tol, atol=tol,
+                                       err_msg=k)
+    for slot in want_opt.slots:
+        for k in want_model.params:
+            np.testing.assert_allclose(xpnet.to_numpy(got_opt.state[slot][k]), xpnet.to_numpy(want_opt.state[slot][k]),
+                                       rtol=tol, atol=tol, err_msg=f"{slot} {k}")
+    assert got_opt.state["step"] == want_opt.state["step"] and isinstance(got_opt.state["step"], int)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("layers", [{}, {"batchnorm": True}, {"dropout": 0.3}, {"batchnorm": True, "dropout": 0.2}],
+                         ids=["plain", "batchnorm", "dropout", "both"])
+def test_gradient_then_apply_equals_the_step_and_eager_float64(optimizer, layers):
+    bj, bn = backends()
+    halves, whole, eager = model_on(bj, **layers), model_on(bj, **layers), model_on(bn, **layers)
+    oh, ow, oe = (xpnet.get_optimizer(optimizer, 0.05) for _ in range(3))
+    split, step = xpnet.compile_step(halves, oh), xpnet.compile_step(whole, ow)
+    x, t = data(125)
+    for i in range(0, 125, 10):  # 12 batches of 10 and a last one of 5
+        xb, tb = x[i:i + 10], t[i:i + 10]
+        loss, grads = split.gradient(bj.asarray(xb), bj.asarray(tb))
+        assert list(grads) == list(halves.params) and isinstance(loss, jax.Array) and loss.ndim == 0
+        assert all(not isinstance(g, jax.core.Tracer) for g in grads.values())
+        want_loss = float(eager.loss(bn.asarray(xb), bn.asarray(tb), check=False))  # before the update
+        eager.backward(input_grad=False)
+        want_grads = eager.grads
+        assert float(loss) == pytest.approx(want_loss, rel=1e-10)
+        for k, g in want_grads.items():
+            np.testing.assert_allclose(xpnet.to_numpy(grads[k]), g, rtol=1e-10, atol=1e-10, err_msg=k)
+        split.apply(grads)
+        step(bj.asarray(xb), bj.asarray(tb))
+        oe.update(eager.params, want_grads)
+    assert_same_model(halves, oh, whole, ow)
+    assert_same_model(halves, oh, eager, oe)
+    for dh, de in zip(*([la for la in m.layers if isinstance(la, xpnet.Dropout)] for m in (halves, eager))):
+        assert dh.rng.bit_generator.state == de.rng.bit_generator.state  # the eager draws, in order
+    assert split.compiles == 3  # gradient for 10 and for 5 samples, one apply
+
+
+def test_apply_takes_a_new_learning_rate_without_recompiling_and_leaves_no_tracer(tmp_path):
+    bj, bn = backends()
+    model, opt = model_on(bj, batchnorm=True, dropout=0.2), xpnet.Adam(lr=0.01)
+    ref, ref_opt = model_on(bn, batchnorm=True, dropout=0.2), xpnet.Adam(lr=0.01)
+    step = xpnet.compile_step(model, opt)
+    x, t = data(20)
+    for lr in (0.01, 0.003, 0.02):
+        opt.lr = ref_opt.lr = lr
+        _, grads = step.gradient(bj.asarray(x), bj.asarray(t))
+        step.apply(grads)
+        ref_opt.update(ref.params, ref.gradient(bn.asarray(x), bn.asarray(t), check=False))
+    assert step.compiles == 2  # one gradient, one apply: the learning rate is an input
+    assert_same_model(model, opt, ref, ref_opt)
+    for obj in [*model.layers, model.loss_layer, opt]:
+        for name, value in vars(obj).items():
+            assert not isinstance(value, jax.core.Tracer), (obj, name)
+            for item in value.values() if isinstance(value, dict) else ():
+                assert not any(isinstance(i, jax.core.Tracer) for i in (item if isinstance(item, tuple) else (item,)))
+    for k, v in [*model.params.items(), *model.state.items(), *opt.state["m"].items()]:
+        assert isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) and not v.is_deleted(), k
+    grads = model.gradient(bj.asarray(x), bj.asarray(t))  # the eager path, checked, still works
+    opt.update(model.params, grads)
+    C.save(tmp_path / "c.npz", model, opt)
+    assert C.load(tmp_path / "c.npz", backend="numpy")[1].state["step"] == 4
+
+
+def test_apply_refuses_bad_gradients_before_anything_changes():
+    bj, bn = backends()
+    model, opt = model_on(bj), xpnet.Momentum(lr=0.1)
+    step = xpnet.compile_step(model, opt)
+    x, t = data(10)
+    _, grads = step.gradient(bj.asarray(x), bj.asarray(t))
+    before = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    wrong_key = {("W9" if k == "W1" else k): g for k, g in grads.items()}
+    with pytest.raises(ConfigError, match=r"grads do not match params: missing \['W1'\], unexpected \['W9'\]"):
+        step.apply(wrong_key)
+    with pytest.raises(xpnet.ShapeError, match=r"grads\['b1'\] has shape \(3,\) but params\['b1'\] has \(8,\)"):
+        step.apply({**grads, "b1": bj.asarray(np.zeros(3))})
+    with pytest.raises(BackendMismatchError, match=r"grads\['W1'\] is a ndarray"):
+        step.apply({**grads, "W1": np.zeros((6, 8))})
+    with pytest.raises(ConfigError, match="grads must be a dict keyed like params"):
+        step.apply(None)
+    with pytest.raises(BackendMismatchError, match="compiled gradient input"):
+        step.gradient(bn.asarray(x), bj.asarray(t))
+    with pytest.raises(BackendMismatchError, match="compiled gradient targets"):
+        step.gradient(bj.asarray(x), bn.asarray(t))
+    for k, v in model.params.items():  # nothing was donated or changed
+        assert not v.is_deleted() and np.array_equal(xpnet.to_numpy(v), before[k]), k
+    assert opt.state["step"] == 0
+    assert all(not v.is_deleted() and not np.any(xpnet.to_numpy(v)) for v in opt.state["v"].values())
+    step.apply(grads)  # and the step still works
+    assert opt.state["step"] == 1 and not np.array_equal(xpnet.to_numpy(model.params["W1"]), before["W1"])
+    tally("hostile inputs", 6)
+
+
+@pytest.mark.parametrize("layers", [{}, {"batchnorm": True, "dropout": 0.2}], ids=["plain", "both"])
+def test_the_eager_step_has_gradient_and_apply_too(layers):
+    _, bn = backends()
+    model, ref = model_on(bn, **layers), model_on(bn, **layers)
+    opt, ref_opt = xpnet.Adam(lr=0.01), xpnet.Adam(lr=0.01)
+    step = xpnet.compile_step(model, opt, warn=False)
+    assert not step.compiled
+    x, t = data(30)
+    for i in range(0, 30, 10):
+        loss, grads = step.gradient(bn.asarray(x[i:i + 10]), bn.asarray(t[i:i + 10]))
+        want = ref.gradient(bn.asarray(x[i:i + 10]), bn.asarray(t[i:i + 10]), check=False)
+        assert list(grads) == list(want) and all(np.array_equal(grads[k], want[k]) for k in want)
+        step.apply(grads)
+        ref_opt.update(ref.params, want)
+    assert_same_model(model, opt, ref, ref_opt, tol=0)
+    with pytest.raises(ConfigError, match="grads do not match params"):
+        step.apply({"W1": grads["W1"]})
+
+
 # ------------------------------------------------------------------ with the trainer
 def iris_on_jax(**kw):
     model = xpnet.mlp([4, 8, 3], seed=0, backend=xpnet.get_backend("jax", dtype="float64"), **kw)

@@ -10,6 +10,7 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -41,19 +42,21 @@ def synthetic(n=201, features=6, classes=3, seed=0):
 
 
 def train_weights(backend: str, dtype: str, comm, epochs: int = 1, batch_size: int = 20, optimizer="adam",
-                  batchnorm: bool = False):
-    """Train an MLP on :func:`synthetic` data; returns host weights and running statistics, and the history."""
+                  batchnorm: bool = False, dropout: float = 0.0, compile: str = "off"):
+    """Train an MLP on :func:`synthetic` data; returns host weights and running statistics, the
+    history, and whether the step was compiled."""
     import xpnet
     from xpnet.train import Trainer
 
     be = xpnet.get_backend(backend)
-    model = xpnet.mlp([6, 16, 3], seed=0, backend=backend, dtype=dtype, batchnorm=batchnorm)
+    model = xpnet.mlp([6, 16, 3], seed=0, backend=backend, dtype=dtype, batchnorm=batchnorm, dropout=dropout)
     data = tuple(be.asarray(a if a.dtype.kind != "f" else a.astype(dtype)) for a in synthetic())
     opt = xpnet.get_optimizer(optimizer, 0.01)
-    trainer = Trainer(model, opt, data, batch_size=batch_size, seed=0, log=None, comm=comm, compile="off")
+    trainer = Trainer(model, opt, data, batch_size=batch_size, seed=0, log=None, comm=comm, compile=compile)
     history = trainer.fit(epochs)
     arrays = {**model.params, **model.state}
-    return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in arrays.items()}, history.records
+    compiled = trainer.step is not None and trainer.step.compiled
+    return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in arrays.items()}, history.records, compiled
 
 
 def _worker(mode: str, out: str, *rest) -> int:
@@ -62,15 +65,16 @@ def _worker(mode: str, out: str, *rest) -> int:
     from xpnet import parallel
 
     rank = MPI.COMM_WORLD.Get_rank()
-    if mode == "parity":  # rest: backend:dtype pairs, :bn for a model with BatchNormalization
+    if mode == "parity":  # rest: backend:dtype[:bn][:drop][:compiled] (BatchNormalization, Dropout, compile on)
         comm = parallel.world()
         for pair in rest:
-            backend, dtype, *bn = pair.split(":")
-            weights, records = train_weights(backend, dtype, comm, epochs=2, batchnorm=bool(bn))
+            backend, dtype, *flags = pair.split(":")
+            weights, records, compiled = train_weights(
+                backend, dtype, comm, epochs=2, batchnorm="bn" in flags, dropout=0.2 if "drop" in flags else 0.0,
+                compile="on" if "compiled" in flags else "off")
             name = pair.replace(":", "-")
             np.savez(Path(out) / f"{name}-rank{rank}.npz", **weights)
-            if rank == 0:
-                (Path(out) / f"{name}.json").write_text(json.dumps(records))
+            (Path(out) / f"{name}-rank{rank}.json").write_text(json.dumps({"records": records, "compiled": compiled}))
         return 0
     if mode == "averaging":
         return _averaging(parallel, rank, out)
@@ -89,6 +93,17 @@ def _worker(mode: str, out: str, *rest) -> int:
             return real(path, data)
 
         ckpt.write_atomic = full
+    if mode == "diverge":  # every rank: the learning rate becomes 1e30 after epoch 1
+        import xpnet.train as T
+
+        real_epoch = T.Trainer.train_epoch
+
+        def diverging(self):
+            if self.epoch == 1:
+                self.optimizer.lr = 1e30
+            return real_epoch(self)
+
+        T.Trainer.train_epoch = diverging
     if mode in ("raise", "sigkill") and rank == 1:  # rank 1 fails in its 30th step (epoch 2 of digits)
         real_loss, steps = M.Sequential.loss, []
 
@@ -202,6 +217,30 @@ def test_distributed_optimizer_sums_shared_gradients_through_one_buffer(be, rng)
     assert opt.state["step"] == 2 and opt.lr == 0.5  # the wrapped optimizer's state shows through
 
 
+def test_distributed_optimizer_hands_the_reduced_gradients_to_a_compiled_apply():
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
+    import xpnet
+    from xpnet.parallel import DistributedOptimizer
+
+    be = xpnet.get_backend("jax", dtype="float64")
+    model, opt = xpnet.mlp([3, 2], seed=0, backend=be), xpnet.SGD(lr=0.5)
+    p0 = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    theirs = {k: np.full(v.shape, 2.0) for k, v in p0.items()}
+    comm = StandInComm(np.concatenate([0.5 * theirs[k].ravel() for k in p0]))
+    step = xpnet.compile_step(model, opt)
+    calls = []
+    dist = DistributedOptimizer(opt, comm, apply=lambda g: (calls.append(sorted(g)), step.apply(g)))
+    mine = {k: be.asarray(np.ones(v.shape)) for k, v in p0.items()}
+    for n in (1, 2):  # the second update's parameters are new arrays (the first ones were donated)
+        dist.update(model.params, mine, 0.5)
+        for k in p0:
+            np.testing.assert_allclose(xpnet.to_numpy(model.params[k]), p0[k] - n * 0.5 * (0.5 + 1.0), rtol=0,
+                                       atol=1e-15)
+    assert calls == [sorted(p0)] * 2 and opt.state["step"] == 2 and len(comm.buffers) == 2
+    with pytest.raises(xpnet.ConfigError, match="apply must be a function"):
+        DistributedOptimizer(opt, comm, apply="sgd")
+
+
 def test_distributed_optimizer_names_bad_gradients_before_reducing():
     import xpnet
     from xpnet.parallel import DistributedOptimizer
@@ -261,16 +300,53 @@ def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path
     assert all(np.array_equal(r0[k], r1[k]) for k in r0.files), "the ranks' BatchNorm statistics differ"
     for pair in pairs:
         backend, dtype = pair.split(":")
-        ref_weights, ref_records = train_weights(backend, dtype, None, epochs=2)
+        ref_weights, ref_records, _ = train_weights(backend, dtype, None, epochs=2)
         r0, r1 = (np.load(tmp_path / f"{backend}-{dtype}-rank{r}.npz") for r in (0, 1))
         tol = {"rtol": 0, "atol": 1e-12} if dtype == "float64" else {"rtol": 1e-5, "atol": 1e-6}
         for k, expected in ref_weights.items():
             assert np.array_equal(r0[k], r1[k]), f"{pair}: ranks differ in {k}"
             np.testing.assert_allclose(r0[k], expected, **tol, err_msg=f"{pair} {k}")
-        records = json.loads((tmp_path / f"{backend}-{dtype}.json").read_text())
+        records = json.loads((tmp_path / f"{backend}-{dtype}-rank0.json").read_text())["records"]
         for got, want in zip(records, ref_records, strict=True):
             for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
                 assert got[col] == pytest.approx(want[col], rel=1e-9 if dtype == "float64" else 1e-5), (pair, col)
+
+
+@needs_mpi
+def test_two_ranks_with_compiled_steps_make_the_update_of_one_process(tmp_path):
+    """jax float64, compile on: each rank's compiled gradient of its slice, the allreduce, a compiled
+    update; 2 epochs of 11 global batches, the last of 1 sample (rank 0 has none, rank 1 one)."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
+    pairs = ["jax:float64:compiled", "jax:float64:bn:drop:compiled", "numpy:float64:bn:drop"]
+    done = job("parity", tmp_path, *pairs, timeout=JOB_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    runs = {pair: [(np.load(tmp_path / f"{pair.replace(':', '-')}-rank{r}.npz"),
+                    json.loads((tmp_path / f"{pair.replace(':', '-')}-rank{r}.json").read_text())) for r in (0, 1)]
+            for pair in pairs}
+    for pair, ranks in runs.items():
+        (w0, info0), (w1, info1) = ranks
+        assert info0["compiled"] == info1["compiled"] == pair.endswith(":compiled"), pair
+        assert all(np.array_equal(w0[k], w1[k]) for k in w0.files), f"{pair}: the ranks differ"
+    # one process, eager NumPy float64, the same global batches: the reduced gradients are summed in
+    # another order (share * g over two ranks), so equal to rounding, not bitwise
+    ref_weights, ref_records, _ = train_weights("numpy", "float64", None, epochs=2)
+    (w, info), _ = runs["jax:float64:compiled"]
+    for k, expected in ref_weights.items():
+        np.testing.assert_allclose(w[k], expected, rtol=0, atol=1e-12, err_msg=k)  # measured: 2e-16
+    for got, want in zip(info["records"], ref_records, strict=True):
+        for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert got[col] == pytest.approx(want[col], rel=1e-10, abs=1e-12), col
+    # BatchNormalization (each rank normalises its slice, statistics averaged) and Dropout (host
+    # masks): no one-process equivalent, so the compiled ranks against the eager ranks (measured:
+    # 1e-12 apart, Adam dividing by the small second moments of the BatchNorm parameters)
+    (wc, ic), _ = runs["jax:float64:bn:drop:compiled"]
+    (we, ie), _ = runs["numpy:float64:bn:drop"]
+    assert {k for k in we.files if "running" in k} and set(wc.files) == set(we.files)
+    for k in we.files:
+        np.testing.assert_allclose(wc[k], we[k], rtol=1e-10, atol=1e-10, err_msg=k)
+    for got, want in zip(ic["records"], ie["records"], strict=True):
+        for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert got[col] == pytest.approx(want[col], rel=1e-10, abs=1e-12), col
 
 
 @needs_mpi
@@ -330,6 +406,19 @@ def test_a_batch_size_not_divisible_by_the_ranks_is_refused_with_the_fix(tmp_pat
 
 
 @needs_mpi
+def test_compile_on_without_a_compiler_is_the_one_process_message_under_mpi(tmp_path):
+    from conftest import tally
+
+    done = mpiexec("-m", "xpnet", "train", "--backend", "numpy", "--compile", "on", "--dataset", "iris",
+                   "--batch-size", "16", "--epochs", "1", "--out", tmp_path / "o", "--no-plot")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert done.stderr.count("xpnet compiles the step on jax only. Use --compile auto") == 1, done.stderr
+    assert "MPI ranks" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+@needs_mpi
 def test_an_output_folder_refused_on_rank_0_ends_every_rank(tmp_path):
     from conftest import tally
 
@@ -352,6 +441,29 @@ def test_a_diverging_loss_stops_every_rank_with_one_message(tmp_path):
     assert done.returncode != 0
     assert "xpnet train: error: the train loss became" in done.stderr and "Lower the learning rate" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@needs_mpi
+def test_a_diverging_compiled_run_stops_every_rank_naming_the_epoch_and_step(tmp_path):
+    from conftest import tally
+
+    import xpnet.checkpoint as ckpt
+
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
+    out = tmp_path / "o"
+    t0 = time.monotonic()
+    done = job("diverge", tmp_path, "train", "--backend", "jax", "--compile", "on", "--dataset", "iris",
+               "--optimizer", "sgd", "--batch-size", "16", "--epochs", "3", "--out", out, "--no-plot")
+    tally("hostile inputs", 1)
+    assert time.monotonic() - t0 < JOB_TIMEOUT
+    assert done.returncode != 0
+    assert "2 MPI ranks" in done.stdout and re.search(r"epoch 1/3 .*\+ compile", done.stdout), done.stdout  # compiled
+    assert done.stderr.count("xpnet train: error: the train loss became") == 1, done.stderr  # one message
+    assert re.search(r"became (nan|inf) in epoch 2, step \d+ of \d+; the last good checkpoint \(epoch 1\)",
+                     done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    model, _, meta = ckpt.load(out / "checkpoint.npz")  # the rolled-back epoch 1, written by rank 0
+    assert meta["epoch"] == 1 and all(np.isfinite(v).all() for v in model.params.values())
 
 
 @needs_mpi

@@ -5,6 +5,8 @@
     step = xpnet.compile_step(model, optimizer)
     loss = step(x, t)           # one step: a 0-d array on the device, no host read
     losses = step.run(xs, ts)   # len(xs) steps in one compiled call: xs (K, B, ...), ts (K, B...)
+    loss, grads = step.gradient(x, t)   # the step in two compiled halves, for code that changes
+    step.apply(grads)                   # the gradients in between (the MPI allreduce)
 
 A step leaves the model and the optimizer exactly as the eager
 ``optimizer.update(model.params, model.gradient(x, t, check=False))`` would (the labels are
@@ -17,7 +19,10 @@ What each backend does:
 - jax: the step is a pure function of (parameters, layer state, optimizer state, step count,
   batch, dropout masks, learning rate), traced once through the unchanged layers and compiled
   with ``jax.jit``; parameters and optimizer state are donated (updated in place).
-  ``run`` is one ``lax.scan`` over the steps.
+  ``run`` is one ``lax.scan`` over the steps. ``gradient`` compiles the forward and backward
+  alone (parameters not donated; the new BatchNormalization statistics installed), ``apply``
+  the optimizer's update alone (parameters and optimizer state donated): the two leave the
+  model and the optimizer as one ``step(x, t)`` does.
 - every other backend (numpy, cupy, torch, dask, array_api_strict): no compiler is used here;
   the eager step is returned with ``step.compiled == False`` and ``step.reason`` saying why
   (``compile_step`` warns once unless ``warn=False``).
@@ -169,6 +174,17 @@ class EagerStep:
 
         return namespace(xs).stack([self(xs[i, ...], ts[i, ...]) for i in range(xs.shape[0])])
 
+    def gradient(self, x, t):
+        """``(loss, grads)`` of batch ``(x, t)``: the loss (0-d) and the gradients keyed like
+        ``model.params``; the parameters are not changed."""
+        loss = self.model.loss(x, t, train=True, check=False)
+        self.model.backward(input_grad=False)
+        return loss, self.model.grads
+
+    def apply(self, grads) -> None:
+        """``optimizer.update(model.params, grads)``."""
+        self.optimizer.update(self.model.params, grads)
+
     def evaluate(self, fn, *arrays):
         return fn(self.model, *arrays)
 
@@ -292,6 +308,25 @@ class JaxStep:
 
         return self.jax.lax.scan(body, carry, (xs, ts, masks))
 
+    def _pure_gradient(self, weights, x, t, masks):
+        """``(loss, grads, new layer state)`` of one batch; ``weights``: (parameters, layer state)."""
+        o = self.optimizer
+        carry = (*weights, {s: dict(o.state[s]) for s in o.slots}, o.state["step"])
+        with self._traced(carry, masks, o.lr):
+            loss = self.model.loss(x, t, train=True, check=False)
+            self.model.backward(input_grad=False)
+            out = (loss, self.model.grads, dict(self.model.state.items()))
+        return out
+
+    def _pure_apply(self, carry, state, grads, lr):
+        """The optimizer's update alone; ``carry``: (parameters, optimizer slots, step count)."""
+        params, slots, count = carry
+        with self._traced((params, state, slots, count), [None] * len(self.dropouts), lr):
+            m, o = self.model, self.optimizer
+            o.update(m.params, grads)
+            new = (dict(m.params.items()), {s: dict(o.state[s]) for s in o.slots}, o.state["step"])
+        return new
+
     # ------------------------------------------------------------------ masks
     def _masks_for(self, x_shape) -> list:
         """The shape of each Dropout layer's input for a batch of shape ``x_shape`` (traced
@@ -334,6 +369,8 @@ class JaxStep:
         return tuple(sorted(cfg.items()))
 
     def _executable(self, kind: str, args, fn=None, donate: bool = True, static=()):
+        """The compiled ``fn`` for ``args``' shapes (compiled on first use); ``donate``: the
+        first argument's buffers are given to the call (updated in place)."""
         # the model's arrays keep their shapes: the batch's shapes and dtypes tell calls apart
         batch = args[1:]
         key = (kind, self._static_key(), static, len(self.model.params),
@@ -392,6 +429,40 @@ class JaxStep:
         """``xs.shape[0]`` steps on batches ``xs[k], ts[k]`` in one compiled call; returns the
         losses, shape (K,)."""
         return self._call("run", xs, ts, self._draw(xs.shape[1:], xs.shape[0]), int(xs.shape[0]))
+
+    def gradient(self, x, t):
+        """``(loss, grads)`` of batch ``(x, t)`` in one compiled call: the loss (a 0-d array) and
+        a dict of gradients keyed like ``model.params``. The parameters are inputs, not donated
+        and not changed; BatchNormalization's running statistics are updated as the eager forward
+        updates them, and Dropout masks are drawn as the eager layers draw them. ``apply(grads)``
+        then makes the update: together they leave the model and the optimizer as ``step(x, t)``."""
+        check_same_backend(x, self._ref, "compiled gradient input")
+        check_same_backend(t, self._ref, "compiled gradient targets")
+        m = self.model
+        args = ((dict(m.params.items()), dict(m.state.items())), x, t, self._draw(x.shape, None))
+        loss, grads, state = self._executable("gradient", args, self._pure_gradient, donate=False)(*args)
+        m.state.update(state)
+        return loss, {k: grads[k] for k in m.params}  # in the parameters' order (jax sorts a dict's keys)
+
+    def apply(self, grads) -> None:
+        """``optimizer.update(model.params, grads)`` in one compiled call: the parameters and the
+        optimizer's state are donated (updated in place), the learning rate is an input (a new
+        one does not recompile). ``grads`` is checked first, with the optimizer's own errors,
+        before anything is donated or changed."""
+        m, o = self.model, self.optimizer
+        items = m.params.items()
+        if o._params is not m.params:
+            o._bind(m.params, items)  # another model's optimizer is refused, as update refuses it
+        gs = o._check_grads(items, grads)
+        grads = {k: g for (k, _), g in zip(items, gs)}  # any mapping the check accepts, as a dict
+        lr = self._device_scalar("_lr", float(o.lr))
+        step0 = int(o.state["step"])
+        params, state, slots, count = self._carry()
+        args = ((params, slots, count), state, grads, lr)
+        params, slots, count = self._executable("apply", args, self._pure_apply)(*args)
+        self._install((params, state, slots, count))
+        o.state["step"] = step0 + 1  # a host int again, as eager keeps it
+        self._count = (step0 + 1, count)
 
     def epoch(self, x, t, order: np.ndarray, batch_size: int):
         """A whole epoch in one compiled call: the batches ``order[i:i + batch_size]`` of

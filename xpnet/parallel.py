@@ -17,6 +17,10 @@ CPU, MPI gets a zero-copy NumPy view of the flat tensor; CuPy, NCCL (``cupy.cuda
 unique id broadcast over MPI) reduces it on the GPU when NCCL is present, else it goes through
 the host; jax, dask and array_api_strict go through the host (one copy each way per step).
 
+With a compiled step (jax, :func:`xpnet.compile_step`) the allreduce sits between its two compiled
+halves: ``loss, grads = step.gradient(x, t)`` on the rank's slice, then
+``DistributedOptimizer(optimizer, comm, apply=step.apply).update(model.params, grads, share)``.
+
 This is the only module that imports mpi4py, and only when :func:`world` finds an MPI launcher.
 """
 
@@ -35,6 +39,7 @@ from .errors import BackendNotInstalledError, ConfigError, XPNetError
 
 # What MPI launchers put into each rank's environment: the job's size.
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS", "PALS_SIZE")
+OUTPUT_DRAIN_SECONDS = 0.5  # how long a rank lets the launcher pass its last message on before aborting
 ABORT_GRACE_SECONDS = 1.0  # how long a rank other than 0 lets rank 0 report a shared error first
 
 
@@ -186,6 +191,9 @@ class Communicator:
             time.sleep(ABORT_GRACE_SECONDS)
             message = f"[rank {self.rank} of {self.size}] {message}"
         print(message, file=sys.stderr, flush=True)
+        # the launcher forwards a rank's output through its own pipes: give it a moment to pass
+        # the message on before MPI_Abort has the launcher end every process
+        time.sleep(OUTPUT_DRAIN_SECONDS)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort may return before the launcher ends the job
 
@@ -227,14 +235,19 @@ class StopRequest:
 class DistributedOptimizer:
     """``optimizer`` whose ``update(params, grads, share)`` first replaces the gradients by their
     share-weighted sum over the ranks (one allreduce of one flat buffer, allocated once), then
-    runs ``optimizer.update``. Every other attribute is the wrapped optimizer's.
+    runs ``optimizer.update``, or ``apply(reduced_grads)`` when ``apply`` is given (a compiled
+    update: ``xpnet.compile_step(model, optimizer).apply``). Every other attribute is the wrapped
+    optimizer's.
 
     ``share``: this rank's samples over the global batch's (default ``1 / size``: equal slices);
     ``grads=None`` with ``share=0`` for a rank with no samples in this batch. ``seconds``: the
     time spent in the allreduce so far (for the benchmark)."""
 
-    def __init__(self, optimizer, comm: Communicator):
-        self.optimizer, self.comm = optimizer, comm
+    def __init__(self, optimizer, comm: Communicator, apply=None):
+        if apply is not None and not callable(apply):
+            raise ConfigError(f"apply must be a function of the reduced gradients (e.g. a compiled step's apply), "
+                              f"got {type(apply).__name__}")
+        self.optimizer, self.comm, self.apply = optimizer, comm, apply
         self._flat = None  # (pack, reduce, views) made for the first params seen
         self.seconds = 0.0
 
@@ -252,11 +265,17 @@ class DistributedOptimizer:
         t0 = time.perf_counter()
         reduce()
         self.seconds += time.perf_counter() - t0
-        self.optimizer.update(params, views())
+        reduced = views(dict(items))
+        if self.apply is None:
+            self.optimizer.update(params, reduced)
+        else:
+            self.apply(reduced)
 
 
 def _flat_buffer(items, comm: Communicator):
-    """``(pack(grads, share), reduce(), views())`` over one flat buffer for the arrays ``items``."""
+    """``(pack(grads, share), reduce(), views(params))`` over one flat buffer for the arrays
+    ``items``; ``views`` gives the reduced gradients as arrays like the current ``params`` (a
+    compiled update replaces, and donates, the arrays it was made for)."""
     import array_api_compat as compat
 
     ref = items[0][1]
@@ -285,12 +304,11 @@ def _flat_buffer(items, comm: Communicator):
             for k, v in views.items():
                 mul(grads[k], share, out=v)
 
-        return pack, lambda: comm.allreduce_(host), lambda: views
+        return pack, lambda: comm.allreduce_(host), lambda params: views
     if compat.is_cupy_array(ref) and _nccl_status().startswith("nccl"):
         return _nccl_buffer(ref, total, split, comm)
     host = np.empty(total, dtype=host_dtype(ref.dtype))
     host_views = split(host)
-    likes = {k: p for k, p in items}
 
     def pack(grads, share):
         if grads is None:
@@ -299,7 +317,8 @@ def _flat_buffer(items, comm: Communicator):
         for k, v in host_views.items():
             np.multiply(to_numpy(grads[k]), share, out=v)
 
-    return pack, lambda: comm.allreduce_(host), lambda: {k: from_host_like(v, likes[k]) for k, v in host_views.items()}
+    return pack, lambda: comm.allreduce_(host), lambda params: {k: from_host_like(v, params[k])
+                                                                 for k, v in host_views.items()}
 
 
 def _nccl_buffer(ref, total: int, split, comm: Communicator):
@@ -329,7 +348,7 @@ def _nccl_buffer(ref, total: int, split, comm: Communicator):
         ptr = flat.data.ptr
         nc.allReduce(ptr, ptr, total, nccl_type, nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
 
-    return pack, reduce, lambda: views
+    return pack, reduce, lambda params: views
 
 
 def gpu_device(backend, local_rank: int) -> str | None:

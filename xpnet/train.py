@@ -27,6 +27,8 @@ N data-parallel ranks: the same shuffle on every rank, each rank's contiguous sl
 global batch, one allreduce of the gradients per step, evaluation sharded and summed. Rank 0
 alone claims the output folder, prints and writes; at every checkpoint the ranks check that
 they hold the same model. There Ctrl-C ends every rank (the last written checkpoint is kept).
+On jax the step is compiled there too (``compile="auto"`` or ``"on"``): a compiled gradient of
+the rank's slice, the allreduce, then a compiled update.
 """
 
 from __future__ import annotations
@@ -231,6 +233,8 @@ class Trainer:
     ``compile``: ``"auto"`` (compile the step where xpnet has a compiler for the backend: jax),
     ``"on"`` (the same, and an error where there is none) or ``"off"`` (eager); see
     :mod:`xpnet.compile`. The first epoch's compile time is recorded apart (``compile_seconds``).
+    With ``comm`` the compiled step comes in two calls, ``step.gradient`` on the rank's slice and
+    ``step.apply`` of the gradients summed over the ranks.
     """
 
     def __init__(
@@ -276,7 +280,7 @@ class Trainer:
         self.meta = dict(meta or {})
         self.comm, self._update, self._stop = None, optimizer.update, None
         if comm is not None and comm.size > 1:
-            compile, out, log, quiet = self._join(comm, compile, out, log, quiet)
+            out, log, quiet = self._join(comm, out, log, quiet)
         self.log = None if quiet else log
         self.progress, self.quiet = progress, quiet
         self.epoch = 0
@@ -286,6 +290,11 @@ class Trainer:
         self._overwrite = bool(overwrite)
         self._check_data()  # labels validated once here; the steps skip the check (a sync each)
         self.step = _make_step(model, optimizer, compile)
+        if self.comm is not None:  # the allreduce between the (compiled) gradient and the update
+            from .parallel import DistributedOptimizer
+
+            apply = None if self.step is None else self.step.apply
+            self._update = DistributedOptimizer(optimizer, self.comm, apply=apply).update
         self.output = None
         if out is not None:  # claimed last: every other argument was checked first
             self.output = out if isinstance(out, Output) else claim_output(
@@ -293,12 +302,11 @@ class Trainer:
             )
         self._first_epoch = 0  # the epoch this trainer started from: nothing at or before it is written
 
-    def _join(self, comm, compile: str, out, log, quiet):
+    def _join(self, comm, out, log, quiet):
         """Train as one of ``comm.size`` ranks: the global batch split evenly, rank 0's weights
-        broadcast, gradients averaged by :class:`~xpnet.parallel.DistributedOptimizer`; only rank 0
-        keeps the output folder, the log and the progress bar. Returns the options to use."""
-        from .parallel import DistributedOptimizer
-
+        broadcast, gradients averaged by :class:`~xpnet.parallel.DistributedOptimizer` (made in
+        ``__init__`` once the step is known: a compiled step's ``apply`` makes the update); only
+        rank 0 keeps the output folder, the log and the progress bar. Returns the options to use."""
         b, n = self.loader.batch_size, comm.size
         if b % n:
             lower, higher = b - b % n, b - b % n + n
@@ -306,17 +314,13 @@ class Trainer:
                 f"the batch size is the global batch, split evenly over the {n} MPI ranks, but {b} is not a "
                 f"multiple of {n}; use --batch-size {lower or higher}" + (f" or {higher}" if lower else "")
             )
-        if compile == "on":
-            raise ConfigError(f"compile='on' (--compile on) cannot be combined with {n} MPI ranks: the compiled "
-                              "step updates the weights inside the compiled call, where no allreduce can go yet. "
-                              "Use --compile auto or off (the step runs eagerly under MPI)")
         m, o = self.model, self.optimizer
         for arrays in (m.params, m.state, *(o.state[s] for s in o.slots)):
             comm.broadcast_(arrays)
-        self.comm, self._update = comm, DistributedOptimizer(o, comm).update
+        self.comm = comm
         if comm.rank == 0:
-            return "off", out, log, quiet
-        return "off", None, None, True
+            return out, log, quiet
+        return None, None, True
 
     @property
     def out(self) -> Path | None:
@@ -556,16 +560,16 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def train_epoch(self):
         """One pass over the shuffled training set; returns the mean minibatch loss (0-d array)."""
-        if self.step is not None:
-            return self._train_epoch_compiled()
         if self.comm is not None:
             return self._train_epoch_sharded()
+        if self.step is not None:
+            return self._train_epoch_compiled()
         model, opt = self.model, self.optimizer
         total = None
         self._step_losses = []  # 0-d device arrays: read back only if the epoch's loss is not finite
         for xb, tb in self.loader:
             loss = model.loss(xb, tb, train=True, check=False)
-            model.backward()
+            model.backward(input_grad=False)  # the data needs no gradient: one matmul less
             opt.update(model.params, model.grads)
             self._step_losses.append(loss)
             nb = xb.shape[0]
@@ -575,10 +579,11 @@ class Trainer:
     def _train_epoch_sharded(self):
         """This rank's part of an epoch: its slice of each global batch (see
         :func:`~xpnet.parallel.shards`); returns its samples' loss sum over the training set's
-        size (the ranks' values add up to the epoch's mean loss)."""
+        size (the ranks' values add up to the epoch's mean loss). With a compiled step each slice's
+        gradient is one compiled call and the update (after the allreduce) another."""
         from .parallel import shards
 
-        model, update, xp = self.model, self._update, self.loader.xp
+        model, update, xp, step = self.model, self._update, self.loader.xp, self.step
         n, total = self.loader.num_samples, None
         idx_all = from_host_like(self.loader.order().astype(np.int64), self.x_train)
         self._step_losses = []
@@ -588,10 +593,14 @@ class Trainer:
                 self._stop_check()
                 continue
             idx = idx_all[lo:hi]
-            loss = model.loss(xp.take(self.x_train, idx, axis=0), xp.take(self.t_train, idx, axis=0),
-                              train=True, check=False)
-            model.backward()
-            update(model.params, model.grads, share)
+            xb, tb = xp.take(self.x_train, idx, axis=0), xp.take(self.t_train, idx, axis=0)
+            if step is not None:
+                loss, grads = step.gradient(xb, tb)
+            else:
+                loss = model.loss(xb, tb, train=True, check=False)
+                model.backward(input_grad=False)
+                grads = model.grads
+            update(model.params, grads, share)
             self._stop_check()
             self._step_losses.append(loss)
             total = loss * (hi - lo) if total is None else total + loss * (hi - lo)
