@@ -491,7 +491,9 @@ def test_a_failure_on_one_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_pa
 
 
 @needs_mpi
-def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("jax", marks=pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="jax is not installed"))])
+def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tmp_path, backend):
     """SIGINT to mpiexec (what Ctrl-C in a terminal does): the launcher forwards it to every rank;
     the ranks agree to stop after one step, roll back to the last completed epoch, and rank 0
     writes it: the printed epoch is the saved one, and nothing else is lost."""
@@ -508,7 +510,7 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tm
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env.pop("XPNET_BACKEND", None)
     args = [MPIEXEC, "-n", "2", sys.executable, "-m", "xpnet", "train", "--epochs", "100000", "--out", out,
-            "--no-plot", "--backend", "numpy"]
+            "--no-plot", "--backend", backend]
     with child(list(map(str, args)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
