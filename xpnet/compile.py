@@ -162,6 +162,7 @@ class EagerStep:
     def __init__(self, model: Sequential, optimizer: Optimizer, reason: str = "eager"):
         self.model, self.optimizer, self.reason = model, optimizer, reason
         self.compiles, self.compile_seconds = 0, 0.0
+        self.notes: list[str] = []  # nothing to tell: no compile cache here
 
     def __call__(self, x, t):
         loss = self.model.loss(x, t, train=True, check=False)

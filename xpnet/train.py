@@ -266,6 +266,7 @@ class Trainer:
                 f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam()), got {type(optimizer).__name__}"
             )
         self.model, self.optimizer = model, optimizer
+        self._host_labels: dict = {}  # labels of a host dataset, checked there (see _check_data)
         self.x_train, self.t_train, self.x_test, self.t_test = self._on_device(data)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
@@ -402,8 +403,7 @@ class Trainer:
         pairs = [("training labels", self.t_train, self.x_train)]
         if self.x_test is not None:
             pairs.append(("test labels", self.t_test, self.x_test))
-        host = getattr(self, "_host_labels", None) or {}
-        self._host_labels = None
+        host, self._host_labels = self._host_labels, {}
         for where, t, x in pairs:
             t = host.get(where, t)
             if n_out == 1:  # a binary model: one score per sample, targets 0/1 (or probabilities)
@@ -715,10 +715,10 @@ class Trainer:
                     rec["seconds"] = round(time.perf_counter() - t0 - compiling, 4)
                     if compiling:
                         rec["compile_seconds"] = round(compiling, 4)
-                    for note in getattr(self.step, "notes", ()):
-                        if self.log is not None:
-                            self.log(f"note: {note}")
-                    if getattr(self.step, "notes", None):
+                    if self.step is not None and self.step.notes:
+                        for note in self.step.notes:
+                            if self.log is not None:
+                                self.log(f"note: {note}")
                         self.step.notes.clear()
                     bad = [k for k in ("train_loss", "test_loss") if k in rec and not math.isfinite(rec[k])]
                     if bad:
