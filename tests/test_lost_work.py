@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -219,9 +220,13 @@ def test_the_space_estimate_counts_the_history_that_grows(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------ Ctrl-C: printed == saved
-def test_what_ctrl_c_prints_is_what_was_saved(tmp_path):
+@pytest.mark.parametrize("sig, status, said_as, rounds", [
+    (signal.SIGINT, 130, "interrupted", 6),
+    (signal.SIGTERM, 143, "interrupted by SIGTERM", 3),  # kill, docker stop, a batch system's time limit
+])
+def test_what_ctrl_c_prints_is_what_was_saved(tmp_path, sig, status, said_as, rounds):
     rng = np.random.default_rng(11)
-    for i in range(6):
+    for i in range(rounds):
         out = tmp_path / f"run{i}"
         with child(xpnet("train", "--dataset", "iris", "--hidden", "4", "--epochs", 100000, "--out", out,
                          "--no-plot"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -229,11 +234,11 @@ def test_what_ctrl_c_prints_is_what_was_saved(tmp_path):
                 if "epoch" in line:
                     break
             time.sleep(rng.uniform(0.0, 0.5))
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 130, err
+            assert proc.returncode == status, err
         assert "Traceback" not in err
-        said = re.search(r"interrupted after epoch (\d+); checkpoint of epoch (\d+): (\S+)", err)
+        said = re.search(said_as + r" after epoch (\d+); checkpoint of epoch (\d+): (\S+)", err)
         assert said, err
         assert said[1] == said[2]
         meta = C.load(said[3])[2]
@@ -265,6 +270,59 @@ def test_after_an_interrupt_the_trainer_is_at_the_saved_epoch_and_continues_exac
     two.fit(4)
     for k in one.model.params:
         assert np.array_equal(one.model.params[k], two.model.params[k]), k
+
+
+SIGTERM_IN_FIT = """
+import os, signal, sys
+import xpnet as X
+from xpnet import datasets, train as T
+trainer = T.Trainer(X.mlp([4, 6, 3], seed=1), X.SGD(lr=0.1), datasets.iris(), batch_size=16, out=sys.argv[1],
+                    log=print)
+real = trainer.train_epoch
+def epoch():
+    loss = real()
+    if trainer.epoch == 2:  # in the third epoch, after its steps
+        os.kill(os.getpid(), signal.SIGTERM)
+    return loss
+trainer.train_epoch = epoch
+history = trainer.fit(50)
+print("stopped", history.stopped, history.signal, trainer.epoch)
+print("handler restored", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+"""
+
+
+def test_sigterm_during_fit_saves_the_last_completed_epoch(tmp_path):
+    """The library's trainer, not only the CLI: SIGTERM inside fit is Ctrl-C's rollback and save,
+    and the default action is back once fit returns."""
+    done = run([sys.executable, "-c", SIGTERM_IN_FIT, str(tmp_path)], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "stopped interrupted SIGTERM 2" in done.stdout, done.stdout
+    assert "handler restored True" in done.stdout
+    assert "interrupted by SIGTERM: stopped after epoch 2; checkpoint saved to" in done.stdout
+    assert C.load(tmp_path / "checkpoint.npz")[2]["epoch"] == 2
+    assert json.loads((tmp_path / "history.json").read_text())["stopped"] == "interrupted"
+    tally("kills survived", 1)
+
+
+def test_a_programs_own_sigterm_handler_is_left_in_place():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        trainer = T.Trainer(X.mlp([4, 6, 3], seed=1), X.SGD(lr=0.1), datasets.iris(), batch_size=16, log=None)
+        real = trainer.train_epoch
+
+        def epoch():
+            if trainer.epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real()
+
+        trainer.train_epoch = epoch
+        history = trainer.fit(3)
+        assert history.stopped == "completed" and history.signal is None and trainer.epoch == 3
+        assert seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # still the program's
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------ the model is the user's

@@ -491,12 +491,17 @@ def test_a_failure_on_one_rank_ends_the_job_and_keeps_the_last_checkpoint(tmp_pa
 
 
 @needs_mpi
-@pytest.mark.parametrize("backend", ["numpy", pytest.param("jax", marks=pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="jax is not installed"))])
-def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tmp_path, backend):
-    """SIGINT to mpiexec (what Ctrl-C in a terminal does): the launcher forwards it to every rank;
-    the ranks agree to stop after one step, roll back to the last completed epoch, and rank 0
-    writes it: the printed epoch is the saved one, and nothing else is lost."""
+@pytest.mark.parametrize("backend, sig", [
+    ("numpy", signal.SIGINT),
+    pytest.param("jax", signal.SIGINT, marks=pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None, reason="jax is not installed")),
+    ("numpy", signal.SIGTERM),
+])
+def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tmp_path, backend, sig):
+    """SIGINT to mpiexec (what Ctrl-C in a terminal does), or SIGTERM (what a batch system sends
+    before its kill): the launcher forwards it to every rank; the ranks agree to stop after one
+    step, roll back to the last completed epoch, and rank 0 writes it: the printed epoch is the
+    saved one, and nothing else is lost."""
     import selectors
     import subprocess
 
@@ -521,12 +526,13 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_and_saves_the_last_epoch(tm
                 line = proc.stdout.readline()
                 assert line, f"the job ended early: {seen[-3:]} {proc.stderr.read()}"
                 seen.append(line)
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)
         rest, err = proc.communicate(timeout=JOB_TIMEOUT)
         tally("kills survived", 1)
-    assert proc.returncode == 130, (proc.returncode, err)
-    assert "Traceback" not in err and err.count("interrupted after epoch") == 1, err
-    printed = int(err.split("interrupted after epoch ")[1].split(";")[0])
+    said = "interrupted after epoch " if sig == signal.SIGINT else "interrupted by SIGTERM after epoch "
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), (proc.returncode, err)
+    assert "Traceback" not in err and err.count(said) == 1, err
+    printed = int(err.split(said)[1].split(";")[0])
     assert printed >= 3
     _, _, meta = ckpt.load(out / "checkpoint.npz")
     assert meta["epoch"] == printed

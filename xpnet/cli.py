@@ -3,7 +3,8 @@
 ``xpnet train`` with no arguments trains the default MLP on the bundled digits on the CPU.
 ``--backend`` does what ``XPNET_BACKEND`` does (likewise ``--device``, ``--dtype``).
 Exit status: 0 on success, 1 on an xpnet error (bad data, diverging loss...), 2 on bad
-arguments, 130 when training was interrupted with Ctrl-C (its checkpoint is saved).
+arguments, 130 when training was interrupted with Ctrl-C and 143 when by SIGTERM (in both cases
+the last completed epoch's checkpoint is saved).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from pathlib import Path
 from .backend import BACKENDS, DTYPES
 from .errors import CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, ShapeError, XPNetError
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+
+
+def _interrupted_status(history) -> int:
+    return EXIT_TERMINATED if history.signal == "SIGTERM" else EXIT_INTERRUPTED
 
 
 def _hidden(text: str) -> list[int]:
@@ -340,7 +345,7 @@ def _train(args, comm) -> int:
     try:
         if comm is not None and comm.rank != 0:
             history = trainer.fit(args.epochs)  # silent: rank 0 prints and writes
-            return EXIT_INTERRUPTED if history.stopped == "interrupted" else 0
+            return _interrupted_status(history) if history.stopped == "interrupted" else 0
         return _run_training(args, trainer, t0)
     finally:
         trainer.close()
@@ -371,8 +376,9 @@ def _run_training(args, trainer, t0: float) -> int:
     if history.stopped == "interrupted":
         saved = f"checkpoint of epoch {trainer.epoch}: {history.checkpoint}" if history.checkpoint else (
             f"nothing written to {os.fspath(out)}")
-        print(f"xpnet train: interrupted after epoch {trainer.epoch}; {saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        by = " by SIGTERM" if history.signal == "SIGTERM" else ""
+        print(f"xpnet train: interrupted{by} after epoch {trainer.epoch}; {saved}", file=sys.stderr)
+        return _interrupted_status(history)
     written = [history.checkpoint, str(out / "history.json"), str(out / "history.csv")]
     if not args.no_plot and history.records:
         from .plots import PlotUnavailableError, plot_decision_regions, plot_history

@@ -27,7 +27,6 @@ This is the only module that imports mpi4py, and only when :func:`world` finds a
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import zlib
@@ -196,40 +195,6 @@ class Communicator:
         time.sleep(OUTPUT_DRAIN_SECONDS)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort may return before the launcher ends the job
-
-
-class StopRequest:
-    """Ctrl-C under an MPI launcher, turned into a stop every rank agrees on.
-
-    The launcher forwards SIGINT to every rank, and each receives it at another point of its
-    step: a KeyboardInterrupt there would leave the other ranks waiting in a collective, and the
-    epochs done since the last checkpoint would be lost. Inside ``with StopRequest() as stop``
-    the first SIGINT only sets ``stop.requested``; the trainer asks the ranks once per step
-    (:meth:`Communicator.any`), so all of them stop after the same step, roll back to the last
-    completed epoch together, and rank 0 writes it. A second SIGINT raises KeyboardInterrupt at
-    once (the job is then aborted, keeping the last checkpoint written). Outside the main thread,
-    where no signal handler can be set, it does nothing."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
 
 
 class DistributedOptimizer:

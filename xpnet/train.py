@@ -19,14 +19,16 @@ optimizer state, the epoch counter and the shuffle generator's state are all res
 Inside an epoch nothing is read back from the device: the minibatch losses are summed on
 the device and read, together with the evaluation metrics, once per epoch. A NaN or inf
 loss stops training with :class:`~xpnet.errors.NonFiniteError`; the checkpoint on disk is
-then the last good epoch's. Ctrl-C (KeyboardInterrupt) writes the last completed epoch's
-checkpoint and returns the history with ``stopped == "interrupted"``.
+then the last good epoch's. Ctrl-C (KeyboardInterrupt), and SIGTERM during :meth:`Trainer.fit`,
+write the last completed epoch's checkpoint and return the history with
+``stopped == "interrupted"``.
 
 Started by ``mpiexec -n N`` (see :mod:`xpnet.parallel`), :func:`build` makes the trainer one of
 N data-parallel ranks: the same shuffle on every rank, each rank's contiguous slice of every
 global batch, one allreduce of the gradients per step, evaluation sharded and summed. Rank 0
 alone claims the output folder, prints and writes; at every checkpoint the ranks check that
-they hold the same model. There Ctrl-C ends every rank (the last written checkpoint is kept).
+they hold the same model. There Ctrl-C or SIGTERM stops every rank after the same step, and rank 0
+writes the last completed epoch.
 On jax the step is compiled there too (``compile="auto"`` or ``"on"``): a compiled gradient of
 the rank's slice, the allreduce, then a compiled update.
 """
@@ -41,6 +43,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -103,10 +106,12 @@ COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds
 @dataclass
 class History:
     """Per-epoch records (``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``,
-    ``seconds``) and why training stopped: ``completed``, ``early`` or ``interrupted``."""
+    ``seconds``) and why training stopped: ``completed``, ``early`` or ``interrupted`` (by
+    Ctrl-C, or by SIGTERM when ``signal == "SIGTERM"``)."""
 
     records: list = field(default_factory=list)
     stopped: str = "completed"
+    signal: str | None = None  # "SIGTERM" when that signal interrupted training (else Ctrl-C)
     checkpoint: str | None = None
     trainer: Trainer | None = field(default=None, repr=False, compare=False)
 
@@ -196,7 +201,57 @@ def _copy(a):
 
 
 class _AgreedStop(KeyboardInterrupt):
-    """Ctrl-C under MPI, seen by every rank after the same step (see parallel.StopRequest)."""
+    """Ctrl-C or SIGTERM under MPI, seen by every rank after the same step (see _StopSignals)."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM in one process: the same rollback and save as Ctrl-C."""
+
+
+class _StopSignals:
+    """For the duration of :meth:`Trainer.fit`: SIGTERM, and under MPI Ctrl-C too, turned into a
+    stop that keeps the completed epochs.
+
+    SIGTERM is what ``kill``, ``docker stop`` and a batch system at a job's time limit send
+    before a SIGKILL; its default action ends the process at once and every epoch since the last
+    checkpoint is lost. In one process (``agreed=False``) it raises the same KeyboardInterrupt
+    rollback-and-save as Ctrl-C, at once. Under MPI (``agreed=True``) the launcher forwards
+    SIGINT and SIGTERM to every rank, and each receives it at another point of its step: there
+    the first of them only records itself in ``requested``, the trainer asks the ranks once per
+    step (:meth:`Communicator.any`), so all of them stop after the same step, roll back to the
+    last completed epoch together, and rank 0 writes it; a second raises KeyboardInterrupt at
+    once (the job is then aborted, keeping the last checkpoint written). A SIGTERM handler the
+    program installed itself is left in place, and outside the main thread, where no handler
+    can be set, nothing changes."""
+
+    def __init__(self, agreed: bool):
+        self.agreed = agreed
+        self.requested = 0  # the number of the signal that asked for the stop
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signum
+        if not self.agreed:
+            raise _Terminated
+
+    def __enter__(self):
+        wanted = (signal.SIGINT, signal.SIGTERM) if self.agreed else (signal.SIGTERM,)
+        for sig in wanted:
+            if sig == signal.SIGTERM and signal.getsignal(sig) is not signal.SIG_DFL:
+                continue  # the program's own handler
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+        return False
 
 
 @dataclass
@@ -610,7 +665,7 @@ class Trainer:
 
     def _stop_check(self) -> None:
         """Under MPI: stop every rank after this step when Ctrl-C reached any of them."""
-        if self._stop is not None and self.comm.any(self._stop.requested):
+        if self._stop is not None and self.comm.any(bool(self._stop.requested)):
             raise _AgreedStop
 
     def _train_epoch_compiled(self):
@@ -681,7 +736,8 @@ class Trainer:
 
         Returns the :class:`History`. A NaN or inf loss raises NonFiniteError after rolling the
         model back to the last completed epoch (and writing it, if this run completed one);
-        Ctrl-C does the same rollback and returns with ``history.stopped == "interrupted"``.
+        Ctrl-C or SIGTERM does the same rollback and returns with ``history.stopped ==
+        "interrupted"``.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -695,12 +751,8 @@ class Trainer:
         bar = _progress_bar(epochs, self.epoch, self.progress, self.quiet)
         emit = (bar.write if bar is not None else self.log) if self.log else None
         self.history.stopped = "running"
-        if self.comm is not None:
-            from .parallel import StopRequest
-
-            stop = self._stop = StopRequest()
-        else:
-            stop = contextlib.nullcontext()
+        stop = self._stop = _StopSignals(agreed=self.comm is not None)
+        self.history.signal = None
         try:
             # a diverging run overflows on the way; the loss check below names it, once. The model's
             # device is made current for the work (CuPy runs kernels on its current device)
@@ -751,6 +803,8 @@ class Trainer:
                 raise  # a second Ctrl-C: the other ranks may wait inside a collective, end the job
             self._rollback(self._good)
             self.history.stopped = "interrupted"
+            if stop.requested == signal.SIGTERM:
+                self.history.signal = "SIGTERM"
             saved = self._write()
             self.history.checkpoint = None if saved is None else os.fspath(saved)
             if self.log:
@@ -767,7 +821,8 @@ class Trainer:
         return self.history
 
     def _interrupted_line(self, saved) -> str:
-        msg = f"interrupted: stopped after epoch {self.epoch}"
+        by = " by SIGTERM" if self.history.signal == "SIGTERM" else ""
+        msg = f"interrupted{by}: stopped after epoch {self.epoch}"
         if saved is not None:
             return msg + f"; checkpoint saved to {saved} (resume with --resume {saved})"
         if self.out is None:
