@@ -104,6 +104,21 @@ def _worker(mode: str, out: str, *rest) -> int:
             return real_epoch(self)
 
         T.Trainer.train_epoch = diverging
+    if mode == "inf-on-rank1" and rank == 1:  # rank 1's slice alone has an inf loss, in its 7th step of epoch 2
+        import xpnet.train as T
+
+        real_epoch, real_loss, steps = T.Trainer.train_epoch, M.Sequential.loss, {}
+
+        def counted_epoch(self):
+            steps.update(epoch=self.epoch + 1, n=0)
+            return real_epoch(self)
+
+        def loss(model, *a, **kw):
+            steps["n"] += 1
+            value = real_loss(model, *a, **kw)
+            return value * float("inf") if (steps["epoch"], steps["n"]) == (2, 7) else value
+
+        T.Trainer.train_epoch, M.Sequential.loss = counted_epoch, loss
     if mode in ("raise", "sigkill") and rank == 1:  # rank 1 fails in its 30th step (epoch 2 of digits)
         real_loss, steps = M.Sequential.loss, []
 
@@ -441,6 +456,21 @@ def test_a_diverging_loss_stops_every_rank_with_one_message(tmp_path):
     assert done.returncode != 0
     assert "xpnet train: error: the train loss became" in done.stderr and "Lower the learning rate" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@needs_mpi
+def test_the_step_named_is_the_first_at_which_any_ranks_slice_went_bad(tmp_path):
+    """Only rank 1's slice has an inf loss (in the 7th step of epoch 2), and the weights stay
+    finite: rank 0's own losses never go bad, yet the message every rank agrees on names step 7."""
+    from conftest import tally
+
+    done = job("inf-on-rank1", tmp_path, "train", "--dataset", "iris", "--optimizer", "sgd", "--batch-size", "16",
+               "--epochs", "3", "--out", tmp_path / "o", "--no-plot")
+    tally("hostile inputs", 1)
+    assert done.returncode != 0
+    assert done.stderr.count("xpnet train: error: the train loss became") == 1, done.stderr
+    assert re.search(r"became inf in epoch 2, step 7 of \d+; the last good checkpoint \(epoch 1\)", done.stderr), \
+        done.stderr
 
 
 @needs_mpi

@@ -831,6 +831,10 @@ class Trainer:
 
     def _diverged(self, rec: dict, column: str) -> None:
         step = self._first_bad_step()
+        if self.comm is not None:  # the first step at which any rank's slice went bad (every rank is here)
+            none = np.iinfo(np.int64).max
+            step = self.comm.min(none if step is None else step)
+            step = None if step == none else step
         self._rollback(self._good)
         self.history.stopped = "diverged"
         saved = self._write()
