@@ -428,7 +428,7 @@ def test_compile_on_without_a_compiler_is_the_one_process_message_under_mpi(tmp_
                    "--batch-size", "16", "--epochs", "1", "--out", tmp_path / "o", "--no-plot")
     tally("hostile inputs", 1)
     assert done.returncode != 0
-    assert done.stderr.count("xpnet compiles the step on jax only. Use --compile auto") == 1, done.stderr
+    assert done.stderr.count("cupy and torch on CUDA. Use --compile auto") == 1, done.stderr
     assert "MPI ranks" not in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o" / "checkpoint.npz").exists()
 

@@ -634,11 +634,15 @@ def sub_scaled_(p, g, alpha: float, work=None):
     Only for a writeable ``p`` (:func:`is_writeable`). torch does it in one fused call
     (``p.sub_(g, alpha=alpha)``); numpy and cupy write ``alpha * g`` into ``work`` (a buffer
     shaped like ``p``, made here when None) and subtract it; other libraries use
-    ``p -= alpha * g``. Returns the buffer to pass as ``work`` next time (or None).
+    ``p -= alpha * g``. ``alpha`` may be a 0-d array on ``p``'s device. Returns the buffer to
+    pass as ``work`` next time (or None).
     A fresh temporary the size of a weight costs on the CPU about as much as the
     arithmetic (a new mapping that page-faults), hence the reuse.
     """
     kind, mod = _inplace_kind.get(type(p)) or _learn_inplace_kind(p)
+    if kind == "fused" and not isinstance(alpha, (int, float)):  # a device scalar (a captured CUDA graph's
+        p -= alpha * g  # learning rate): torch would read it back to the host as ``alpha=``
+        return None
     if kind == "fused":
         p.sub_(g, alpha=alpha)
         return None

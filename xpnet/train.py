@@ -345,7 +345,7 @@ class Trainer:
         self._best = (math.inf, 0)
         self._overwrite = bool(overwrite)
         self._check_data()  # labels validated once here; the steps skip the check (a sync each)
-        self.step = _make_step(model, optimizer, compile)
+        self.step = _make_step(model, optimizer, compile, distributed=self.comm is not None)
         if self.comm is not None:  # the allreduce between the (compiled) gradient and the update
             from .parallel import DistributedOptimizer
 
@@ -855,8 +855,9 @@ class Trainer:
 COMPILE_CHOICES = ("auto", "on", "off")
 
 
-def _make_step(model: Sequential, optimizer: Optimizer, mode: str):
-    """The compiled step the trainer uses, or None for the eager loop (``mode``: auto/on/off)."""
+def _make_step(model: Sequential, optimizer: Optimizer, mode: str, distributed: bool = False):
+    """The compiled step the trainer uses, or None for the eager loop (``mode``: auto/on/off).
+    ``auto`` takes a compiled step only where it was measured faster (jax); ``on`` takes any."""
     if mode not in COMPILE_CHOICES:
         raise ConfigError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {mode!r}")
     if mode == "off":
@@ -864,11 +865,17 @@ def _make_step(model: Sequential, optimizer: Optimizer, mode: str):
     from .compile import compile_step
 
     step = compile_step(model, optimizer, warn=False)
-    if step.compiled:
+    if step.compiled and distributed and not hasattr(step, "gradient"):
+        if mode == "on":
+            raise ConfigError(f"compile='on' (--compile on) asked for under MPI, but the {step.reason.split(':')[0]} "
+                              "step is not split around the allreduce yet; use --compile off (or auto) with mpiexec")
+        return None
+    if step.compiled and (step.auto or mode == "on"):
         return step
     if mode == "on":
         raise ConfigError(f"compile='on' (--compile on) asked for, but {step.reason}; xpnet compiles the step on "
-                          "jax only. Use --compile auto (compile where possible) or --compile off")
+                          "jax, and captures it as a CUDA graph on cupy and torch on CUDA. Use --compile auto "
+                          "(compile where possible) or --compile off")
     return None
 
 
