@@ -349,3 +349,20 @@ def test_real_cuda_graphs_match_eager(name, dev, optimizer):
         np.testing.assert_allclose(xpnet.to_numpy(losses), want, rtol=1e-9, atol=1e-10)
     assert step.compiles == 2
     assert_same_state(mg, og, me, oe, tol=1e-9)
+
+
+def test_the_bench_has_a_cuda_graph_contender_that_trains_like_xpnet(monkeypatch):
+    from xpnet import bench
+
+    assert "xpnet[cupy] CUDA graph step" in bench.gpu_makers(True, False)
+    assert "xpnet[torch cuda:0] CUDA graph step" in bench.gpu_makers(False, True)
+    monkeypatch.setattr(XC, "_graph_kind", lambda name, ref: HostGraph if name == "numpy" else None)
+    w = bench.Workload("W3", "tiny", (64, 20, 10), 96, 32)
+    X, T = bench.make_data(w)
+    eager, graph = bench.XPNet(w, X, T, "numpy"), bench.XPNetCompiled(w, X, T, "numpy")
+    assert graph.name == "xpnet[numpy] CUDA graph step"
+    for i in range(6):
+        eager.step(i % 3)
+        graph.step(i % 3)
+    for k in eager.model.params:  # float32: the same arithmetic, in place
+        np.testing.assert_allclose(graph.model.params[k], eager.model.params[k], rtol=1e-6, atol=1e-7)

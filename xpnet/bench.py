@@ -17,6 +17,8 @@ the table gives the median of the repeats:
 * ``xpnet[jax] compiled step`` / ``compiled epoch``: the same step through
   :func:`xpnet.compile_step` (``jax.jit`` per step; one ``lax.scan`` over the timed steps);
 * ``torch native``: ``nn.Linear``, ``F.cross_entropy``, ``optim.SGD``, autograd;
+* on a GPU: ``xpnet[cupy]`` and ``xpnet[torch cuda:0]``, eager and ``CUDA graph step`` (the
+  step captured once and replayed, :class:`xpnet.compile.GraphStep`), and ``torch native CUDA``;
 * the floor: the step's matmul FLOPs divided by the machine's measured large-matmul rate.
 
 Every contender sees the same data: shuffled once, then contiguous slices of ``batch`` rows
@@ -322,18 +324,19 @@ class XPNetCompiled(Contender):
     compiled call (``lax.scan``) over the batches stacked on the device. Batches are picked by
     a device index, so no step compiles a new slice."""
 
-    def __init__(self, w, X, T, backend: str = "jax", epoch: bool = False):
-        from .compile import compile_step
+    def __init__(self, w, X, T, backend: str = "jax", epoch: bool = False, device: str | None = None):
+        from .compile import GraphStep, compile_step
 
-        base = XPNet(w, X, T, backend)
+        base = XPNet(w, X, T, backend, device)
         self.be, self.model, self.B = base.be, base.model, w.batch
         self.backend = f"{backend} compiled"  # timed over every step, not sampled as eager jax
         self.lib, self.kind = backend, base.kind
         self.epoch = epoch
-        self.name = f"xpnet[{backend}] compiled " + ("epoch" if epoch else "step")
         self.compiled = compile_step(self.model, base.opt, warn=False)
         if not self.compiled.compiled:
             raise RuntimeError(self.compiled.reason)
+        how = "CUDA graph" if isinstance(self.compiled, GraphStep) else "compiled"
+        self.name = f"{base.name} {how} " + ("epoch" if epoch else "step")
         xp, nb = self.be.xp, w.steps_per_epoch
         self.Xs = xp.reshape(base.X[: nb * self.B, ...], (nb, self.B, *base.X.shape[1:]))
         self.Ts = xp.reshape(base.T[: nb * self.B, ...], (nb, self.B))
@@ -529,13 +532,16 @@ def set_threads(n: int) -> dict:
 
 # ---------------------------------------------------------------------------- measuring
 def gpu_makers(cupy: bool, torch_cuda: bool) -> dict:
-    """The GPU contenders that can be built here, by name: xpnet on CuPy, xpnet on torch CUDA,
-    torch native CUDA."""
+    """The GPU contenders that can be built here, by name: xpnet on CuPy and on torch CUDA, each
+    eager and as a CUDA graph (:class:`xpnet.compile.GraphStep`), and torch native CUDA."""
     makers = {}
     if cupy:
         makers["xpnet[cupy]"] = lambda w, X, T: XPNet(w, X, T, "cupy")
+        makers["xpnet[cupy] CUDA graph step"] = lambda w, X, T: XPNetCompiled(w, X, T, "cupy")
     if torch_cuda:
         makers["xpnet[torch cuda:0]"] = lambda w, X, T: XPNet(w, X, T, "torch", "cuda:0")
+        makers["xpnet[torch cuda:0] CUDA graph step"] = lambda w, X, T: XPNetCompiled(w, X, T, "torch",
+                                                                                      device="cuda:0")
         makers["torch native CUDA"] = lambda w, X, T: TorchNative(w, X, T, "cuda")
     return makers
 

@@ -23,8 +23,12 @@ What each backend does:
   alone (parameters not donated; the new BatchNormalization statistics installed), ``apply``
   the optimizer's update alone (parameters and optimizer state donated): the two leave the
   model and the optimizer as one ``step(x, t)`` does.
-- every other backend (numpy, cupy, torch, dask, array_api_strict): no compiler is used here;
-  the eager step is returned with ``step.compiled == False`` and ``step.reason`` saying why
+- cupy, and torch on CUDA: the eager step captured as a CUDA graph once per batch shape and
+  replayed (:class:`GraphStep`: static buffers updated in place, the learning rate and step count
+  on the device). Not yet run on a GPU, so the trainer's ``compile="auto"`` keeps them eager;
+  ``compile_step`` and ``compile="on"`` use it. No ``gradient``/``apply`` halves yet (not under MPI).
+- every other backend (numpy, torch on the CPU, dask, array_api_strict): no compiler is used
+  here; the eager step is returned with ``step.compiled == False`` and ``step.reason`` saying why
   (``compile_step`` warns once unless ``warn=False``).
 
 Dropout masks are drawn on the host from each layer's seeded generator, in the order the eager
