@@ -366,3 +366,37 @@ def test_the_bench_has_a_cuda_graph_contender_that_trains_like_xpnet(monkeypatch
         graph.step(i % 3)
     for k in eager.model.params:  # float32: the same arithmetic, in place
         np.testing.assert_allclose(graph.model.params[k], eager.model.params[k], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
+def test_a_step_interrupted_after_its_replay_does_not_shift_the_step_count(be):
+    """Ctrl-C after the graph ran but before the host count moved on: the trainer rolls back,
+    and the device count (Adam's bias correction) must follow the host's again."""
+    step, mg, og, me, oe = twins(be, "adam")
+    x, t = data()
+    batches = [(be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])) for i in range(8)]
+    for xb, tb in batches[:3]:
+        step(xb, tb)
+        eager_step(me, oe, xb, tb)
+    own = lambda v: be.asarray(xpnet.to_numpy(v).copy())
+    saved = ({k: own(v) for k, v in mg.params.items()}, {s: {k: own(v) for k, v in og.state[s].items()}
+                                                         for s in og.slots}, og.state["step"])
+    graph = next(iter(step._graphs.values())).graph
+    real = graph.replay
+
+    def interrupted():
+        real()
+        raise KeyboardInterrupt
+
+    graph.replay = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        step(*batches[3])
+    graph.replay = real
+    mg.params.update(saved[0])  # the trainer's rollback
+    for s in og.slots:
+        og.state[s] = dict(saved[1][s])
+    og.state["step"] = saved[2]
+    for xb, tb in batches[3:]:
+        step(xb, tb)
+        eager_step(me, oe, xb, tb)
+    assert_same_state(mg, og, me, oe)

@@ -783,6 +783,7 @@ class GraphStep:
         self._scalar("_lr", float(o.lr))
         step0 = int(o.state["step"])
         self._scalar("_count", step0)
+        self._count[0] = None  # unknown until the step completes: an interrupted one is rewritten next time
         cfg = tuple(sorted((k, v) for k, v in o.config().items() if k != "lr"))
         key = (tuple(x.shape), str(x.dtype), tuple(t.shape), str(t.dtype), cfg)
         g = self._graphs.get(key)
