@@ -400,3 +400,34 @@ def test_a_step_interrupted_after_its_replay_does_not_shift_the_step_count(be):
         step(xb, tb)
         eager_step(me, oe, xb, tb)
     assert_same_state(mg, og, me, oe)
+
+
+class CaptureFails(HostGraph):
+    def capture(self, body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
+def test_a_capture_that_fails_is_a_clear_error_and_the_warm_up_step_stands(be):
+    step, mg, og, me, oe = twins(be, "adam", graph=CaptureFails)
+    x, t = data()
+    xb, tb = be.asarray(x[:10]), be.asarray(t[:10])
+    with pytest.raises(xpnet.CaptureError, match=r"could not be captured as a CUDA graph for batch shape \(10, 6\) "
+                                                 r"\(RuntimeError: operation not permitted.*step 1\).*--compile off"):
+        step(xb, tb)
+    eager_step(me, oe, xb, tb)
+    assert_same_state(mg, og, me, oe)  # one step, counted once
+    assert step._graphs == {} and step.compiles == 0
+    tally("hostile inputs", 1)
+
+
+def test_the_cli_reports_a_failed_capture_in_one_line(monkeypatch, tmp_path, capsys):
+    from xpnet import cli
+
+    monkeypatch.setattr(XC, "_graph_kind", lambda name, ref: CaptureFails if name == "numpy" else None)
+    code = cli.main(["train", "--dataset", "iris", "--epochs", "2", "--compile", "on", "--out", str(tmp_path / "o"),
+                     "--no-plot"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "xpnet train: error: the training step could not be captured as a CUDA graph" in err
+    assert "Traceback" not in err
+    tally("hostile inputs", 1)

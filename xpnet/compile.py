@@ -71,7 +71,7 @@ from .backend import (
     is_writeable,
     namespace,
 )
-from .errors import ConfigError
+from .errors import CaptureError, ConfigError
 from .model import Sequential
 from .optimizers import Optimizer
 
@@ -758,6 +758,9 @@ class GraphStep:
         self._graphs[key] = g
         try:
             g.graph.capture(lambda: self._body(g))
+        except Exception as e:  # the warm-up was this call's step: it stands, and the error says so
+            del self._graphs[key]
+            return g, e
         except BaseException:
             del self._graphs[key]
             raise
@@ -772,7 +775,7 @@ class GraphStep:
                         setattr(obj, k, v)
         self.compiles += 1
         self.compile_seconds += time.perf_counter() - t0
-        return g
+        return g, None
 
     # ------------------------------------------------------------------ calls
     def _step(self, x, t):
@@ -786,9 +789,9 @@ class GraphStep:
         self._count[0] = None  # unknown until the step completes: an interrupted one is rewritten next time
         cfg = tuple(sorted((k, v) for k, v in o.config().items() if k != "lr"))
         key = (tuple(x.shape), str(x.dtype), tuple(t.shape), str(t.dtype), cfg)
-        g = self._graphs.get(key)
+        g, failed = self._graphs.get(key), None
         if g is None:
-            g = self._capture(key, x, t)
+            g, failed = self._capture(key, x, t)
         else:
             g.x[...] = x
             g.t[...] = t
@@ -797,6 +800,12 @@ class GraphStep:
             g.graph.replay()
         o.state["step"] = step0 + 1  # a host int, as eager keeps it
         self._count[0] = step0 + 1
+        if failed is not None:
+            raise CaptureError(
+                f"the training step could not be captured as a CUDA graph for batch shape {tuple(x.shape)} "
+                f"({type(failed).__name__}: {failed}). This call's step ran eagerly and stands (step "
+                f"{step0 + 1}); train with --compile off (compile='off'), or call model.gradient and "
+                "optimizer.update yourself") from failed
         return _own(g.loss)
 
     def __call__(self, x, t):

@@ -63,3 +63,7 @@ class OutputError(XPNetError, OSError):
 
 class CallOrderError(XPNetError, RuntimeError):
     """A method called before what it needs (``backward()`` before ``forward``)."""
+
+
+class CaptureError(XPNetError, RuntimeError):
+    """A step could not be captured as a CUDA graph (it ran once, eagerly, before the capture)."""
