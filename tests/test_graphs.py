@@ -431,3 +431,33 @@ def test_the_cli_reports_a_failed_capture_in_one_line(monkeypatch, tmp_path, cap
     assert code == 1 and "xpnet train: error: the training step could not be captured as a CUDA graph" in err
     assert "Traceback" not in err
     tally("hostile inputs", 1)
+
+
+def test_ctrl_c_inside_a_replay_rolls_back_and_training_continues_exactly(monkeypatch, tmp_path):
+    """The trainer's rollback puts copies into the model; the captured buffers take them in."""
+    monkeypatch.setattr(XC, "_graph_kind", lambda name, ref: HostGraph if name == "numpy" else None)
+    be = xpnet.get_backend("numpy", dtype="float64")
+    opts = dict(batch_size=16, seed=2, log=None)
+    one = Trainer(xpnet.mlp([4, 6, 3], seed=1, backend=be, batchnorm=True), xpnet.Adam(lr=0.01), datasets.iris(),
+                  compile="off", **opts)
+    one.fit(4)
+    two = Trainer(xpnet.mlp([4, 6, 3], seed=1, backend=be, batchnorm=True), xpnet.Adam(lr=0.01), datasets.iris(),
+                  compile="on", out=tmp_path, **opts)
+    replays = []
+    real_replay = HostGraph.replay
+
+    def replay(self):
+        replays.append(1)
+        real_replay(self)
+        if len(replays) == 20:  # in the third epoch (7 full batches of 16 and one of 8 an epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(HostGraph, "replay", replay)
+    assert two.fit(4).stopped == "interrupted" and two.epoch == 2
+    two.fit(4)
+    for k in one.model.params:
+        # (atol: b1 feeds BatchNormalization, its gradient is rounding noise around 0)
+        np.testing.assert_allclose(two.model.params[k], one.model.params[k], rtol=1e-10, atol=1e-10, err_msg=k)
+    for k in one.model.state:
+        np.testing.assert_allclose(two.model.state[k], one.model.state[k], rtol=1e-10, atol=1e-10, err_msg=k)
+    assert two.optimizer.state["step"] == one.optimizer.state["step"]
