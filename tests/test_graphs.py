@@ -461,3 +461,23 @@ def test_ctrl_c_inside_a_replay_rolls_back_and_training_continues_exactly(monkey
     for k in one.model.state:
         np.testing.assert_allclose(two.model.state[k], one.model.state[k], rtol=1e-10, atol=1e-10, err_msg=k)
     assert two.optimizer.state["step"] == one.optimizer.state["step"]
+
+
+@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
+def test_an_optimizer_of_another_model_is_refused_before_anything_changes(be):
+    other, model = xpnet.mlp([6, 8, 3], seed=2, backend=be), model_on(be)  # W1..b2 and W1..b3
+    opt = xpnet.Adam(lr=0.01)
+    x, t = data()
+    eager_step(other, opt, be.asarray(x[:10]), be.asarray(t[:10]))  # the optimizer's state is other's
+    slots = {k: xpnet.to_numpy(v).copy() for k, v in opt.state["m"].items()}
+    before = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    step = XC.GraphStep(model, opt, HostGraph, "test")
+    with pytest.raises(ConfigError, match="already updates another model's parameters"):
+        step(be.asarray(x[:10]), be.asarray(t[:10]))
+    for k in before:
+        np.testing.assert_array_equal(xpnet.to_numpy(model.params[k]), before[k])
+    assert sorted(opt.state["m"]) == sorted(slots)  # no slot added for the other model's keys
+    for k in slots:
+        np.testing.assert_array_equal(xpnet.to_numpy(opt.state["m"][k]), slots[k])
+    assert opt.state["step"] == 1 and step._graphs == {}
+    tally("hostile inputs", 1)

@@ -681,6 +681,8 @@ class GraphStep:
         the statics, in place, and replaced by them."""
         m, o = self.model, self.optimizer
         if self._statics is None:
+            if o._params is not m.params:  # another model's optimizer is refused now, as update refuses it
+                o._bind(m.params, list(m.params.items()))
             for slot in o.slots:  # every slot exists before the first capture
                 for key, p in m.params.items():
                     if key not in o.state[slot]:
