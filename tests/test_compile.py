@@ -147,6 +147,25 @@ def test_bad_input_to_compile_step_gets_xpnet_errors():
     tally("hostile inputs", 3)
 
 
+@pytest.mark.parametrize("call", ["step", "run", "epoch", "evaluate"])
+def test_an_optimizer_of_another_model_is_refused_before_its_state_changes(call):
+    bj, _ = backends()
+    other, model = xpnet.mlp([6, 8, 3], seed=2, backend=bj), model_on(bj)  # W1..b2, and W1..b3
+    opt = xpnet.Adam(lr=0.01)
+    x, t = data(10)
+    opt.update(other.params, other.gradient(bj.asarray(x), bj.asarray(t)))
+    keys = sorted(opt.state["m"])
+    step = xpnet.compile_step(model, opt)
+    X, T = bj.asarray(x), bj.asarray(t)
+    calls = {"step": lambda: step(X, T), "run": lambda: step.run(X[None, ...], T[None, ...]),
+             "epoch": lambda: step.epoch(X, T, np.arange(10), 5),
+             "evaluate": lambda: step.evaluate(lambda m, a: m.predict(a, train=False), X)}
+    with pytest.raises(ConfigError, match="already updates another model's parameters"):
+        calls[call]()
+    assert sorted(opt.state["m"]) == keys and sorted(opt.state["v"]) == keys and opt.state["step"] == 1
+    tally("hostile inputs", 1)
+
+
 # ------------------------------------------------------------------ the step in two halves
 def assert_same_model(got_model, got_opt, want_model, want_opt, tol=1e-10):
     for mapping, want in ((got_model.params, want_model.params), (got_model.state, want_model.state)):

@@ -260,6 +260,8 @@ class JaxStep:
 
     def _carry(self) -> tuple:
         m, o = self.model, self.optimizer
+        if o._params is not m.params:  # another model's optimizer is refused before a slot is made
+            o._bind(m.params, list(m.params.items()))
         params = dict(m.params.items())
         for slot in o.slots:  # create the optimizer's slots now: the carry keeps one structure
             if len(o.state[slot]) != len(params):
