@@ -362,3 +362,23 @@ def test_cli_jax_compiled_reaches_numpys_accuracy_and_its_checkpoint_evaluates_t
 
     evaluated = json.loads(capsys.readouterr()[0])
     assert round(evaluated["test_acc"], 4) == round(acc["jax"], 4)
+
+
+@pytest.mark.parametrize("name", ["jax", "numpy"])
+def test_run_takes_zero_steps_and_refuses_batches_and_labels_of_different_counts(name):
+    be = xpnet.get_backend(name, dtype="float64")
+    model, opt = model_on(be), xpnet.SGD(lr=0.1)
+    step = xpnet.compile_step(model, opt, warn=False)
+    before = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    none = step.run(be.asarray(np.zeros((0, 4, 6))), be.asarray(np.zeros((0, 4), dtype=np.int64)))
+    assert none.shape == (0,) and opt.state["step"] == 0
+    x, t = data(20)
+    for xs, ts in [(x.reshape(5, 4, 6), t[:16].reshape(4, 4)),  # 5 batches, 4 label batches
+                   (x.reshape(4, 5, 6), t.reshape(5, 4)),  # 4 batches and 5 (an extra one never ignored)
+                   (x[0], t[:1])]:  # one sample, not stacked batches
+        with pytest.raises(xpnet.ShapeError, match=r"run\(xs, ts\) takes K batches stacked"):
+            step.run(be.asarray(xs), be.asarray(ts))
+    for k in before:
+        np.testing.assert_array_equal(xpnet.to_numpy(model.params[k]), before[k])
+    assert opt.state["step"] == 0
+    tally("hostile inputs", 3)

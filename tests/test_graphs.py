@@ -481,3 +481,16 @@ def test_an_optimizer_of_another_model_is_refused_before_anything_changes(be):
         np.testing.assert_array_equal(xpnet.to_numpy(opt.state["m"][k]), slots[k])
     assert opt.state["step"] == 1 and step._graphs == {}
     tally("hostile inputs", 1)
+
+
+@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
+def test_run_takes_zero_steps_and_refuses_batches_and_labels_of_different_counts(be):
+    step, mg, og, me, oe = twins(be, "sgd")
+    x, t = data(20)
+    assert step.run(be.asarray(x[:0].reshape(0, 4, 6)), be.asarray(t[:0].reshape(0, 4))).shape == (0,)
+    with pytest.raises(xpnet.ShapeError, match=r"run\(xs, ts\) takes K batches stacked"):
+        step.run(be.asarray(x.reshape(4, 5, 6)), be.asarray(t.reshape(5, 4)))
+    assert og.state["step"] == 0 and step.compiles == 0
+    losses = step.run(be.asarray(x.reshape(5, 4, 6)), be.asarray(t.reshape(5, 4)))
+    assert losses.shape == (5,) and og.state["step"] == 5
+    tally("hostile inputs", 1)

@@ -71,7 +71,7 @@ from .backend import (
     is_writeable,
     namespace,
 )
-from .errors import CaptureError, ConfigError
+from .errors import CaptureError, ConfigError, ShapeError
 from .model import Sequential
 from .optimizers import Optimizer
 
@@ -193,9 +193,9 @@ class EagerStep:
         return loss
 
     def run(self, xs, ts):
-        from .backend import namespace
-
-        return namespace(xs).stack([self(xs[i, ...], ts[i, ...]) for i in range(xs.shape[0])])
+        ref = next(iter(self.model.params.values()))
+        k = _check_run(xs, ts, ref)
+        return namespace(xs).stack([self(xs[i, ...], ts[i, ...]) for i in range(k)]) if k else _no_losses(ref)
 
     def gradient(self, x, t):
         """``(loss, grads)`` of batch ``(x, t)``: the loss (0-d) and the gradients keyed like
@@ -210,6 +210,22 @@ class EagerStep:
 
     def evaluate(self, fn, *arrays):
         return fn(self.model, *arrays)
+
+
+def _check_run(xs, ts, like) -> int:
+    """The number of steps in ``run(xs, ts)``: ``xs`` (K, B, ...) and ``ts`` (K, B...) of
+    ``like``'s library, with the same K (an extra batch of labels is never ignored silently)."""
+    check_same_backend(xs, like, "run's batches xs")
+    check_same_backend(ts, like, "run's targets ts")
+    if xs.ndim < 2 or ts.ndim < 1 or xs.shape[0] != ts.shape[0]:
+        raise ShapeError(f"run(xs, ts) takes K batches stacked: xs of shape (K, B, ...) and ts of shape (K, B) or "
+                         f"(K, B, C), got xs {tuple(xs.shape)} and ts {tuple(ts.shape)}; stack the batches with "
+                         "xp.stack, or call step(x, t) per batch")
+    return int(xs.shape[0])
+
+
+def _no_losses(like):
+    return namespace(like).zeros((0,), dtype=like.dtype, device=device(like))
 
 
 def _flat(items):
@@ -454,7 +470,10 @@ class JaxStep:
     def run(self, xs, ts):
         """``xs.shape[0]`` steps on batches ``xs[k], ts[k]`` in one compiled call; returns the
         losses, shape (K,)."""
-        return self._call("run", xs, ts, self._draw(xs.shape[1:], xs.shape[0]), int(xs.shape[0]))
+        k = _check_run(xs, ts, self._ref)
+        if not k:
+            return _no_losses(self._ref)
+        return self._call("run", xs, ts, self._draw(xs.shape[1:], k), k)
 
     def gradient(self, x, t):
         """``(loss, grads)`` of batch ``(x, t)`` in one compiled call: the loss (a 0-d array) and
@@ -818,7 +837,9 @@ class GraphStep:
 
     def run(self, xs, ts):
         """``xs.shape[0]`` steps on batches ``xs[k], ts[k]``; returns the losses, shape (K,)."""
-        return namespace(xs).stack([self._step(xs[i, ...], ts[i, ...]) for i in range(xs.shape[0])])
+        k = _check_run(xs, ts, self._ref)
+        return namespace(xs).stack([self._step(xs[i, ...], ts[i, ...]) for i in range(k)]) if k else \
+            _no_losses(self._ref)
 
     def epoch(self, x, t, order: np.ndarray, batch_size: int):
         """The trainer's epoch: the batches ``order[i:i + batch_size]`` of ``(x, t)`` in turn,
