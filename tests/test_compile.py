@@ -382,3 +382,28 @@ def test_run_takes_zero_steps_and_refuses_batches_and_labels_of_different_counts
         np.testing.assert_array_equal(xpnet.to_numpy(model.params[k]), before[k])
     assert opt.state["step"] == 0
     tally("hostile inputs", 3)
+
+
+BAD_EPOCHS = [
+    (lambda n: np.arange(n) + 5, 5, "indices from 5 to 24, outside the 20 samples"),  # clamped on jax before
+    (lambda n: -np.arange(n), 5, "indices from -19 to 0"),
+    (lambda n: np.arange(n // 2), 5, "a 1-d array of 20 integer sample indices"),
+    (lambda n: np.arange(float(n)), 5, "a 1-d array of 20 integer sample indices"),  # NaN losses before
+    (lambda n: np.arange(n), 0, "batch_size must be a positive integer"),
+    (lambda n: np.arange(n), 2.5, "batch_size must be a positive integer"),  # NaN losses before
+]
+
+
+@pytest.mark.parametrize("order, batch, says", BAD_EPOCHS)
+def test_an_epoch_with_a_bad_order_or_batch_size_is_refused_before_any_step(order, batch, says):
+    bj, _ = backends()
+    model, opt = model_on(bj), xpnet.SGD(lr=0.1)
+    step = xpnet.compile_step(model, opt)
+    x, t = data(20)
+    before = {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+    with pytest.raises(ConfigError, match=says):
+        step.epoch(bj.asarray(x), bj.asarray(t), order(20), batch)
+    for k in before:
+        np.testing.assert_array_equal(xpnet.to_numpy(model.params[k]), before[k])
+    assert opt.state["step"] == 0
+    tally("hostile inputs", 1)

@@ -494,3 +494,15 @@ def test_run_takes_zero_steps_and_refuses_batches_and_labels_of_different_counts
     losses = step.run(be.asarray(x.reshape(5, 4, 6)), be.asarray(t.reshape(5, 4)))
     assert losses.shape == (5,) and og.state["step"] == 5
     tally("hostile inputs", 1)
+
+
+@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
+def test_an_epoch_with_indices_outside_the_data_is_refused(be):
+    step, mg, og, me, oe = twins(be, "sgd")
+    x, t = data(20)
+    with pytest.raises(ConfigError, match="indices from 5 to 24, outside the 20 samples"):
+        step.epoch(be.asarray(x), be.asarray(t), np.arange(20) + 5, 5)
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        step.epoch(be.asarray(x), be.asarray(t), np.arange(20), 0)
+    assert og.state["step"] == 0 and step.compiles == 0
+    tally("hostile inputs", 2)

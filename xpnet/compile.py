@@ -224,6 +224,27 @@ def _check_run(xs, ts, like) -> int:
     return int(xs.shape[0])
 
 
+def _check_epoch(x, t, order, batch_size, like) -> tuple[np.ndarray, int]:
+    """``epoch``'s arguments checked: ``(order as int64, batch size)``. An index outside the
+    data would be clamped or wrapped on the device, silently training on other samples."""
+    check_same_backend(x, like, "epoch's input x")
+    check_same_backend(t, like, "epoch's targets t")
+    if x.ndim < 2 or t.ndim < 1 or x.shape[0] != t.shape[0] or x.shape[0] == 0:
+        raise ShapeError(f"epoch(x, t, ...) takes a non-empty data set: x (N, ...) and t (N,) or (N, C) with the "
+                         f"same N, got x {tuple(x.shape)} and t {tuple(t.shape)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"epoch's batch_size must be a positive integer, got {batch_size!r}")
+    n = int(x.shape[0])
+    host = np.asarray(order)
+    if host.ndim != 1 or host.shape[0] != n or not np.issubdtype(host.dtype, np.integer):
+        raise ConfigError(f"epoch's order must be a 1-d array of {n} integer sample indices (a permutation such as "
+                          f"numpy.random.default_rng(seed).permutation({n})), got {host.dtype} of shape {host.shape}")
+    if n and (int(host.min()) < 0 or int(host.max()) >= n):
+        raise ConfigError(f"epoch's order holds indices from {int(host.min())} to {int(host.max())}, outside the "
+                          f"{n} samples (0 to {n - 1}); on the device they would be clamped, training on other samples")
+    return host.astype(np.int64, copy=False), int(batch_size)
+
+
 def _no_losses(like):
     return namespace(like).zeros((0,), dtype=like.dtype, device=device(like))
 
@@ -514,9 +535,8 @@ class JaxStep:
         ``(x, t)`` in turn (the last one smaller if ``batch_size`` does not divide N), gathered
         on the device. Returns ``(losses, mean_loss)``: every step's loss, shape (steps,), and
         their mean weighted by batch size (the epoch's training loss)."""
-        check_same_backend(x, self._ref, "compiled epoch input")
-        check_same_backend(t, self._ref, "compiled epoch targets")
-        n, b = int(x.shape[0]), int(batch_size)
+        order, b = _check_epoch(x, t, order, batch_size, self._ref)
+        n = int(x.shape[0])
         k, rest = n // b, n - (n // b) * b
         masks = (self._draw((b, *x.shape[1:]), k) if k else [],
                  self._draw((rest, *x.shape[1:]), None) if rest else [])
@@ -844,9 +864,10 @@ class GraphStep:
     def epoch(self, x, t, order: np.ndarray, batch_size: int):
         """The trainer's epoch: the batches ``order[i:i + batch_size]`` of ``(x, t)`` in turn,
         gathered on the device; returns ``(losses, mean_loss)`` as :meth:`JaxStep.epoch`."""
+        order, b = _check_epoch(x, t, order, batch_size, self._ref)
         xp = namespace(x)
-        n, b = int(x.shape[0]), int(batch_size)
-        idx = from_host_like(np.asarray(order, dtype=np.int64), self._ref)
+        n = int(x.shape[0])
+        idx = from_host_like(order, self._ref)
         losses, total = [], None
         for lo in range(0, n, b):
             sel = idx[lo: min(lo + b, n)]
