@@ -169,7 +169,9 @@ def test_info_says_where_the_cache_is(env, tmp_path, capsys, setting, expect):
 
     env.setenv("XPNET_COMPILE_CACHE", setting.format(tmp=tmp_path))
     assert cli.main(["info"]) == 0
-    assert expect.format(tmp=tmp_path) in capsys.readouterr()[0]
+    out = capsys.readouterr()[0]
+    assert expect.format(tmp=tmp_path) in out
+    assert "compile (--compile): jax: jax.jit (--compile auto and on); cupy: CUDA graph (--compile on only" in out
     assert not (tmp_path / "c").exists()
     assert cli.main(["info", "--json"]) == 0
     report = json.loads(capsys.readouterr()[0])

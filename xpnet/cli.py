@@ -644,8 +644,9 @@ def cmd_info(args) -> int:
         "backends": [],
         "extras": {m: importlib.util.find_spec(m) is not None for m in ("tqdm", "matplotlib", "onnx", "safetensors")},
     }
-    from .compile import cache_setting
+    from .compile import BACKEND_SUMMARY, cache_setting
 
+    report["compile"] = dict(BACKEND_SUMMARY)
     try:
         folder, why = cache_setting()
         report["compile_cache"] = {"folder": None if folder is None else str(folder), "state": why}
@@ -693,6 +694,8 @@ def cmd_info(args) -> int:
         + ", ".join(f"{m} {'installed' if ok else 'missing'}" for m, ok in report["extras"].items())
         + ("" if all(report["extras"].values()) else "  (pip install 'xpnet[progress,plot,export]')")
     )
+    _say("compile (--compile): " + "; ".join(f"{k}: {v}" for k, v in report["compile"].items())
+         + "; others: eager")
     cache = report["compile_cache"]
     _say(f"compile cache (jax executables kept by xpnet train): {cache['folder'] or 'off'}"
          + ("" if cache["folder"] else f" ({cache['state']})"))

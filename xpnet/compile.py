@@ -75,6 +75,12 @@ from .errors import CaptureError, ConfigError, ShapeError
 from .model import Sequential
 from .optimizers import Optimizer
 
+# what --compile does on each backend (``xpnet info`` prints it)
+BACKEND_SUMMARY = {
+    "jax": "jax.jit (--compile auto and on)",
+    "cupy": "CUDA graph (--compile on only: not yet run on a GPU)",
+    "torch": "CUDA graph on a CUDA device (--compile on only: not yet run on a GPU), eager on the CPU",
+}
 CACHE_ENV = "XPNET_COMPILE_CACHE"  # a folder, or "off"; unset: cache_dir_default()
 CACHE_OFF = ("off", "0", "no", "none", "false")
 
