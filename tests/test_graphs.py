@@ -506,3 +506,27 @@ def test_an_epoch_with_indices_outside_the_data_is_refused(be):
         step.epoch(be.asarray(x), be.asarray(t), np.arange(20), 0)
     assert og.state["step"] == 0 and step.compiles == 0
     tally("hostile inputs", 2)
+
+
+@pytest.mark.parametrize("name, dev", cuda_rows(), ids=lambda v: str(v))
+def test_real_cuda_graphs_in_the_trainer_end_where_eager_does(name, dev, tmp_path):
+    if not B.installed(name):
+        pytest.skip(f"{name} is not installed")
+    try:
+        be = xpnet.get_backend(name, device=dev, dtype="float64")
+    except B.BackendError as e:
+        pytest.skip(f"needs a CUDA GPU: {e}")
+    if XC._graph_kind(name, be.asarray(np.zeros(1))) is None:
+        pytest.skip(f"needs a CUDA GPU ({name} runs on {B.device_label(be.device)})")
+    runs = {}
+    for mode in ("off", "on"):
+        model = xpnet.mlp([4, 6, 3], seed=1, backend=be, dropout=0.2, batchnorm=True)
+        trainer = Trainer(model, xpnet.Adam(lr=0.01), datasets.iris(), batch_size=16, seed=2, log=None, compile=mode,
+                          out=tmp_path / mode)
+        assert isinstance(trainer.step, XC.GraphStep) == (mode == "on")
+        runs[mode] = (trainer.fit(3), model)
+    for a, b in zip(runs["on"][0].records, runs["off"][0].records):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-9 and a["test_acc"] == b["test_acc"]
+    for k in runs["off"][1].params:
+        np.testing.assert_allclose(xpnet.to_numpy(runs["on"][1].params[k]), xpnet.to_numpy(runs["off"][1].params[k]),
+                                   rtol=1e-9, atol=1e-10, err_msg=k)
