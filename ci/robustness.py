@@ -1,6 +1,6 @@
 """Check xpnet's guarantees under hostile inputs and faults, and print what was tried.
 
-    python ci/robustness.py          # hostile inputs, SIGKILLs, SIGINT, full/read-only disk, resumes, --out
+    python ci/robustness.py          # hostile inputs, SIGKILL, SIGINT, SIGTERM, full/read-only disk, resumes, --out
 
 Runs the tests in FILES (hostile inputs to the library, the CLI and the backend seam; faults;
 lost work) on every backend present, with each test counting what it threw at xpnet, then
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = [  # the tests that attack xpnet: hostile inputs, faults, lost work
     "tests/test_hostile.py", "tests/test_hostile_lib.py", "tests/test_hostile_cli.py",
     "tests/test_backend_seam.py", "tests/test_faults.py", "tests/test_lost_work.py", "tests/test_parallel.py",
-    "tests/test_compile.py", "tests/test_export.py",
+    "tests/test_compile.py", "tests/test_graphs.py", "tests/test_export.py",
 ]
 
 
