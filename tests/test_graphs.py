@@ -100,6 +100,28 @@ def assert_same_state(m1, o1, m2, o2, tol=1e-10):
     assert o1.state["step"] == o2.state["step"] and isinstance(o1.state["step"], int)
 
 
+def batches(be, x, t, count, size=10):
+    """The first ``count`` batches of ``size`` rows, on ``be``."""
+    return [(be.asarray(x[i * size:(i + 1) * size]), be.asarray(t[i * size:(i + 1) * size])) for i in range(count)]
+
+
+def snapshot(be, model, opt):
+    """Host-made copies of what the trainer's rollback puts back (torch CPU tensors and numpy
+    arrays share memory, hence the copy)."""
+    own = lambda v: be.asarray(xpnet.to_numpy(v).copy())
+    return ({k: own(v) for k, v in model.params.items()}, {k: own(v) for k, v in model.state.items()},
+            {s: {k: own(v) for k, v in opt.state[s].items()} for s in opt.slots}, opt.state["step"])
+
+
+def roll_back(model, opt, saved):
+    """What the trainer's rollback does: new arrays in the model and the optimizer's state."""
+    model.params.update(saved[0])
+    model.state.update(saved[1])
+    for s in opt.slots:
+        opt.state[s] = dict(saved[2][s])
+    opt.state["step"] = saved[3]
+
+
 def twins(be, optimizer="adam", graph=HostGraph, **layers):
     mg, me = model_on(be, **layers), model_on(be, **layers)
     og, oe = xpnet.get_optimizer(optimizer, 0.05), xpnet.get_optimizer(optimizer, 0.05)
@@ -127,30 +149,20 @@ def test_replayed_steps_match_eager_float64(be, optimizer, layers):
 
 
 @pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
-def test_a_new_learning_rate_is_read_from_the_device_without_a_new_capture(be):
+@pytest.mark.parametrize("attr, value, captures", [
+    ("lr", 0.01, 1),  # read from the device: no new capture
+    ("momentum", 0.5, 2),  # baked into the captured kernels: captured again
+])
+def test_a_new_learning_rate_is_read_from_the_device_another_hyperparameter_recaptures(be, attr, value, captures):
     step, mg, og, me, oe = twins(be, "momentum")
     x, t = data()
-    for i in range(8):
+    for i, (xb, tb) in enumerate(batches(be, x, t, 8)):
         if i == 4:
-            og.lr = oe.lr = 0.01
-        xb, tb = be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])
+            setattr(og, attr, value)
+            setattr(oe, attr, value)
         step(xb, tb)
         eager_step(me, oe, xb, tb)
-    assert step.compiles == 1
-    assert_same_state(mg, og, me, oe)
-
-
-@pytest.mark.parametrize("be", BACKENDS, ids=lambda b: b.name)
-def test_another_hyperparameter_is_a_new_capture(be):
-    step, mg, og, me, oe = twins(be, "momentum")
-    x, t = data()
-    for i in range(6):
-        if i == 3:
-            og.momentum = oe.momentum = 0.5  # baked into the captured kernels: captured again
-        xb, tb = be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])
-        step(xb, tb)
-        eager_step(me, oe, xb, tb)
-    assert step.compiles == 2
+    assert step.compiles == captures
     assert_same_state(mg, og, me, oe)
 
 
@@ -160,23 +172,15 @@ def test_arrays_put_into_the_model_are_copied_into_the_captured_buffers(be):
     state): the next replay must see them, not the buffers captured before."""
     step, mg, og, me, oe = twins(be, "adam", batchnorm=True)
     x, t = data()
-    batches = [(be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])) for i in range(12)]
-    for xb, tb in batches[:3]:
+    data_batches = batches(be, x, t, 12)
+    for xb, tb in data_batches[:3]:
         step(xb, tb)
         eager_step(me, oe, xb, tb)
-    own = lambda v: be.asarray(xpnet.to_numpy(v).copy())  # (torch CPU tensors and numpy share memory)
-    saved = ({k: own(v) for k, v in mg.params.items()},
-             {k: own(v) for k, v in mg.state.items()},
-             {s: {k: own(v) for k, v in og.state[s].items()} for s in og.slots},
-             og.state["step"])
-    for xb, tb in batches[3:6]:
+    saved = snapshot(be, mg, og)
+    for xb, tb in data_batches[3:6]:
         step(xb, tb)
-    mg.params.update(saved[0])  # rolled back to step 3
-    mg.state.update(saved[1])
-    for s in og.slots:
-        og.state[s] = dict(saved[2][s])
-    og.state["step"] = saved[3]
-    for xb, tb in batches[6:]:
+    roll_back(mg, og, saved)  # to step 3
+    for xb, tb in data_batches[6:]:
         step(xb, tb)
         eager_step(me, oe, xb, tb)
     assert_same_state(mg, og, me, oe)
@@ -190,8 +194,7 @@ def test_dropout_masks_change_every_replay_and_are_eagers(be):
     drop_g = [layer for layer in mg.layers if isinstance(layer, xpnet.Dropout)][0]
     drop_e = [layer for layer in me.layers if isinstance(layer, xpnet.Dropout)][0]
     masks = []
-    for i in range(5):
-        xb, tb = be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])
+    for i, (xb, tb) in enumerate(batches(be, x, t, 5)):
         step(xb, tb)
         eager_step(me, oe, xb, tb)
         graph_mask = next(iter(step._graphs.values())).masks[0] if i else drop_g.mask  # step 1: the warm-up's
@@ -235,8 +238,7 @@ def test_after_a_capture_the_layers_hold_the_warm_ups_arrays(be):
     for k in me.params:
         np.testing.assert_allclose(xpnet.to_numpy(mg.grads[k]), xpnet.to_numpy(me.grads[k]), rtol=1e-12, err_msg=k)
     assert abs(float(xpnet.to_numpy(loss)) - want) < 1e-12
-    for i in range(1, 4):
-        xb, tb = be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])
+    for xb, tb in batches(be, x, t, 4)[1:]:
         step(xb, tb)
         eager_step(me, oe, xb, tb)
     assert_same_state(mg, og, me, oe)
@@ -374,13 +376,11 @@ def test_a_step_interrupted_after_its_replay_does_not_shift_the_step_count(be):
     and the device count (Adam's bias correction) must follow the host's again."""
     step, mg, og, me, oe = twins(be, "adam")
     x, t = data()
-    batches = [(be.asarray(x[i * 10:(i + 1) * 10]), be.asarray(t[i * 10:(i + 1) * 10])) for i in range(8)]
-    for xb, tb in batches[:3]:
+    data_batches = batches(be, x, t, 8)
+    for xb, tb in data_batches[:3]:
         step(xb, tb)
         eager_step(me, oe, xb, tb)
-    own = lambda v: be.asarray(xpnet.to_numpy(v).copy())
-    saved = ({k: own(v) for k, v in mg.params.items()}, {s: {k: own(v) for k, v in og.state[s].items()}
-                                                         for s in og.slots}, og.state["step"])
+    saved = snapshot(be, mg, og)
     graph = next(iter(step._graphs.values())).graph
     real = graph.replay
 
@@ -390,13 +390,10 @@ def test_a_step_interrupted_after_its_replay_does_not_shift_the_step_count(be):
 
     graph.replay = interrupted
     with pytest.raises(KeyboardInterrupt):
-        step(*batches[3])
+        step(*data_batches[3])
     graph.replay = real
-    mg.params.update(saved[0])  # the trainer's rollback
-    for s in og.slots:
-        og.state[s] = dict(saved[1][s])
-    og.state["step"] = saved[2]
-    for xb, tb in batches[3:]:
+    roll_back(mg, og, saved)
+    for xb, tb in data_batches[3:]:
         step(xb, tb)
         eager_step(me, oe, xb, tb)
     assert_same_state(mg, og, me, oe)

@@ -736,16 +736,23 @@ class GraphStep:
                         o.state[slot][key] = from_host_like(np.zeros(p.shape, host_dtype(p.dtype)), p)
             own = lambda arrays: {k: v if is_writeable(v) else _own(v) for k, v in arrays.items()}
             self._statics = (own(m.params), own(m.state), {s: own(o.state[s]) for s in o.slots})
+        self._adopt(check=True)
+
+    def _adopt(self, check: bool) -> None:
+        """Copy every array that is not its static (put into the model since, or rebound by the
+        step) into the static, in place, and put the static back in its place. ``check``: refuse
+        an array of another shape, dtype or library first (from outside the step)."""
         for mapping, statics in self._pairs():
             for key, static in statics.items():
                 live = mapping[key]
                 if live is static:
                     continue
-                if tuple(live.shape) != tuple(static.shape) or live.dtype != static.dtype:
-                    raise ConfigError(f"{key!r} changed from shape {tuple(static.shape)} {static.dtype} to "
-                                      f"{tuple(live.shape)} {live.dtype} since the step was captured; make a new "
-                                      "compile_step for a changed model")
-                check_same_backend(live, static, f"{key!r}")
+                if check:
+                    if tuple(live.shape) != tuple(static.shape) or live.dtype != static.dtype:
+                        raise ConfigError(f"{key!r} changed from shape {tuple(static.shape)} {static.dtype} to "
+                                          f"{tuple(live.shape)} {live.dtype} since the step was captured; make a "
+                                          "new compile_step for a changed model")
+                    check_same_backend(live, static, f"{key!r}")
                 static[...] = live
                 mapping[key] = static
 
@@ -778,11 +785,7 @@ class GraphStep:
                 g.loss = _own(loss)
             else:
                 g.loss[...] = loss
-            for mapping, statics in self._pairs():  # what the update rebound (slots, running statistics)
-                for key, static in statics.items():
-                    if mapping[key] is not static:
-                        static[...] = mapping[key]
-                        mapping[key] = static
+            self._adopt(check=False)  # what the update rebound (slots, running statistics)
             if o.state["step"] is not self._count[1]:
                 self._count[1][...] = o.state["step"]
         finally:
