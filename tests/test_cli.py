@@ -3,13 +3,14 @@
 import json
 import os
 import select
+import subprocess
 import sys
 import time
 import types
 
 import numpy as np
 import pytest
-from procs import child
+from procs import child, xpnet
 from procs import run as run_process
 
 from xpnet import checkpoint as C
@@ -72,6 +73,74 @@ def test_predict_on_a_csv_of_raw_features(trained, tmp_path, capsys):
     assert code == 0 and len(lines) == 2 and lines[0].split("\t")[1] in ("setosa", "versicolor", "virginica")
     code, text, _ = run(["predict", str(out / "checkpoint.npz"), "--limit", "4"], capsys)
     assert code == 0 and len(text.strip().splitlines()) == 4 and "true" in text
+
+
+def test_predict_limit_caps_the_rows_printed_for_an_input_file_too(trained, tmp_path, capsys):
+    out, _ = trained
+    csv = tmp_path / "flowers.csv"
+    csv.write_text("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n" * 4)  # 8 samples
+    ckpt = str(out / "checkpoint.npz")
+    for extra, rows in (([], 8), (["--limit", "5"], 5), (["--limit", "1"], 1), (["--limit", "50"], 8)):
+        code, text, err = run(["predict", ckpt, str(csv), *extra], capsys)
+        assert code == 0, err
+        assert [line.split("\t")[0] for line in text.splitlines()] == [str(i) for i in range(rows)], extra
+    code, text, _ = run(["predict", ckpt], capsys)  # without INPUT: 10 test samples (iris has 30)
+    assert code == 0 and len(text.splitlines()) == cli.PREDICT_TEST_SAMPLES
+
+
+def _into_a_pipe_closed_early(argv, lines_read: int, timeout: float = 120):
+    """``xpnet ARGV`` with its stdout into a pipe whose reader reads ``lines_read`` lines and then
+    closes it, as ``| head`` does; returns (exit status, stderr text, what was read)."""
+    r, w = os.pipe()
+    with child(xpnet(*argv), stdout=w, stderr=subprocess.PIPE) as proc:
+        os.close(w)
+        got, deadline = b"", time.monotonic() + timeout
+        try:
+            while got.count(b"\n") < lines_read:
+                assert time.monotonic() < deadline, f"no {lines_read} lines in {timeout} s: {got[-200:]!r}"
+                ready, _, _ = select.select([r], [], [], 1.0)
+                if ready:
+                    chunk = os.read(r, 4096)
+                    assert chunk, f"the output ended before {lines_read} lines: {got[-200:]!r}"
+                    got += chunk
+        finally:
+            os.close(r)
+        status = proc.wait(timeout=timeout)
+        err = proc.stderr.read().decode()
+    return status, err, got.decode()
+
+
+def test_predict_into_head_ends_quietly(trained, tmp_path):
+    """20,000 rows (~400 KB of output) cannot fit in the pipe, so the reader's close is met mid-way."""
+    out, _ = trained
+    big = tmp_path / "many.npy"
+    np.save(big, np.tile([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], (10_000, 1)))
+    status, err, got = _into_a_pipe_closed_early(["predict", out / "checkpoint.npz", big], lines_read=1)
+    assert got.startswith("0\t")
+    assert status == cli.EXIT_CLOSED_PIPE and err == "", err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["info"], ["predict", "CKPT"], ["eval", "CKPT"],
+                                  ["train", "--dataset", "iris", "--epochs", "3", "--no-plot", "--out", "OUT"],
+                                  ["train", "--help"]])
+def test_every_command_ends_quietly_when_its_reader_has_gone(argv, trained, tmp_path):
+    out, _ = trained
+    names = {"CKPT": str(out / "checkpoint.npz"), "OUT": str(tmp_path / "run")}
+    status, err, _ = _into_a_pipe_closed_early([names.get(a, a) for a in argv], lines_read=0)
+    # --help: argparse itself drops a failed write of the help, then exits 0
+    assert status == (0 if "--help" in argv else cli.EXIT_CLOSED_PIPE), err
+    assert "Traceback" not in err and "Broken pipe" not in err and "error" not in err, err
+    assert err == "", err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a socket; stdout is pytest's capture, still open
+
+    monkeypatch.setitem(cli.COMMANDS, "info", broken)
+    monkeypatch.setattr(cli, "_reader_gone", lambda: False)
+    code, _, err = run(["info"], capsys)
+    assert code == cli.EXIT_ERROR and "xpnet info: error: [Errno 32] Broken pipe" in err
 
 
 def test_backend_option_equals_the_environment_variable(tmp_path, capsys, monkeypatch):

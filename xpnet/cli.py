@@ -4,7 +4,8 @@
 ``--backend`` does what ``XPNET_BACKEND`` does (likewise ``--device``, ``--dtype``).
 Exit status: 0 on success, 1 on an xpnet error (bad data, diverging loss...), 2 on bad
 arguments, 130 when training was interrupted with Ctrl-C and 143 when by SIGTERM (in both cases
-the last completed epoch's checkpoint is saved).
+the last completed epoch's checkpoint is saved), 141 (quietly) when the output went into a pipe
+whose reader stopped reading (``| head``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .backend import BACKENDS, DTYPES
 from .errors import CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, ShapeError, XPNetError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`, the reader gone
 
 
 def _interrupted_status(history) -> int:
@@ -222,10 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="features in the dataset's original units: a .npy array of shape (N, F) (or (N, ...), "
         "flattened per sample; a 1-D array is one sample), or a CSV file of numbers with one sample "
-        "a row and no header; default: the first --limit test samples of the checkpoint's dataset",
+        "a row and no header; default: test samples of the checkpoint's dataset",
     )
     p.add_argument(
-        "--limit", type=_positive_int, default=10, help="samples shown without INPUT (default: 10)"
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="show the first N samples only (default: every sample of INPUT; without INPUT, 10 test samples)",
     )
     p.add_argument("--data-dir", type=_folder, default=None, help="folder of local MNIST files (as for train)")
     _add_backend_options(p, "the checkpoint's")
@@ -555,6 +561,24 @@ def _read_features(path: str):
     return x
 
 
+def _note_if_scaled_already(path: str, scaler, raw) -> None:
+    """A note when the features look scaled already: the model scales its input itself, so scaled
+    features (a Dataset's ``x_test``) would be scaled twice. Said only where it cannot be a real
+    input: a scaler of one known range much wider than [0, 1] (digits 0..16, MNIST 0..255) and
+    several samples, none of them blank, with every value in [0, 1]."""
+    if len(scaler.offset) != 1 or raw.shape[0] < 2:
+        return
+    lo, hi = scaler.offset[0], scaler.offset[0] + scaler.divisor[0]
+    rows = raw.reshape(raw.shape[0], -1)
+    if lo <= 0 and hi >= 4 and rows.min() >= 0 and rows.max() <= 1 and (rows.max(axis=1) > 0).all():
+        print(
+            f"xpnet predict: note: every value in {path!r} lies in [0, 1], the range of the scaled training "
+            f"data, but the model takes features in the data's original units ({lo:g}..{hi:g}) and scales "
+            f"them itself; if these were scaled already (a Dataset's x_test), pass the raw ones (x_test_raw)",
+            file=sys.stderr,
+        )
+
+
 def _scaled_input(args, meta, dtype):
     """The INPUT file's features, checked against the model's width, scaled as in training."""
     import numpy as np
@@ -573,6 +597,7 @@ def _scaled_input(args, meta, dtype):
             f"checkpoint {args.checkpoint!r} has no scaler in its meta, so raw features cannot be scaled "
             f"as in training; save it with meta={{'scaler': dataset.scaler.to_json()}} (xpnet train does)"
         )
+    _note_if_scaled_already(args.input, meta["scaler"], raw)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         x = meta["scaler"](raw.reshape(raw.shape[0], features)).astype(dtype)
     bad = ~np.isfinite(x)
@@ -586,6 +611,9 @@ def _scaled_input(args, meta, dtype):
     return x
 
 
+PREDICT_TEST_SAMPLES = 10  # what xpnet predict shows without INPUT or --limit
+
+
 def cmd_predict(args) -> int:
     import numpy as np
 
@@ -596,12 +624,13 @@ def cmd_predict(args) -> int:
     names = meta.get("class_names") or []
     truth = None
     if args.input is not None:
-        x = _scaled_input(args, meta, host_dtype(ref.dtype))
+        x = _scaled_input(args, meta, host_dtype(ref.dtype))[: args.limit]  # the whole file is checked
     else:
         if meta.get("dataset") is None:
             raise ConfigError("no INPUT file given and the checkpoint names no dataset; pass INPUT")
         data = _dataset(args, meta, None)
-        x, truth = data.x_test[: args.limit].astype(host_dtype(ref.dtype)), data.t_test[: args.limit]
+        limit = args.limit or PREDICT_TEST_SAMPLES
+        x, truth = data.x_test[:limit].astype(host_dtype(ref.dtype)), data.t_test[:limit]
     with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
         scores = to_numpy(model.predict(from_host_like(x, ref), train=False)).astype(np.float64)
     bad = ~np.isfinite(scores).all(axis=1)
@@ -741,7 +770,41 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info"
 COMMANDS["export"] = cmd_export
 
 
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (``xpnet predict ... | head``), so that
+    a BrokenPipeError comes from our own output and not from something else (a socket, a file)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no descriptor: the usual cause
+        return True
+
+
+def _end_on_closed_pipe() -> int:
+    """End quietly, as command-line tools do when their reader stops: no message, exit 141. stdout
+    is pointed at devnull so that Python's last flush of what is still buffered stays quiet too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # a stdout without a descriptor
+        pass
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``xpnet`` command; returns its exit status. Output into a pipe whose reader has gone
+    (``| head``) ends every command quietly with :data:`EXIT_CLOSED_PIPE`."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # --help, --version or bench output; the commands' own: see _main
+        return _end_on_closed_pipe()
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         return cmd_bench(argv[1:])
@@ -760,6 +823,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError as e:
+        if _reader_gone():
+            return _end_on_closed_pipe()
+        print(f"xpnet {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     except XPNetError as e:
         print(f"xpnet {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
