@@ -2,7 +2,9 @@
 
 Every loader returns a :class:`Dataset` of host NumPy arrays: float64 features scaled to
 [0, 1] (``scale="minmax"``, the default) or standardised (``scale="standard"``), integer
-labels (int64). The trainer moves them to the chosen device once.
+labels (int64). The trainer moves them to the chosen device once. The same features in the
+data's original units, which ``xpnet predict`` and an exported ONNX graph take, are
+``x_train_raw`` / ``x_test_raw`` (``dataset.scaler.inverse`` undoes the scaling of any array).
 
 Splits are fixed and documented:
 
@@ -42,13 +44,24 @@ class Scaler:
     divisor: list
 
     def __call__(self, x) -> np.ndarray:
+        """Features in the data's original units, scaled: ``(x - offset) / divisor``."""
+        x = self._checked(x)
+        return (x - np.asarray(self.offset)) / np.asarray(self.divisor)
+
+    def inverse(self, x) -> np.ndarray:
+        """Scaled features back in the data's original units: ``x * divisor + offset`` (undoes
+        :meth:`__call__` up to rounding; exactly for digits, whose divisor is 16)."""
+        x = self._checked(x)
+        return x * np.asarray(self.divisor) + np.asarray(self.offset)
+
+    def _checked(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if len(self.offset) > 1 and (x.ndim != 2 or x.shape[1] != len(self.offset)):
             raise ShapeError(
                 f"this {self.kind} scaler was fitted on {len(self.offset)} features; expected samples "
                 f"of shape (N, {len(self.offset)}), got shape {x.shape}"
             )
-        return (x - np.asarray(self.offset)) / np.asarray(self.divisor)
+        return x
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "offset": self.offset, "divisor": self.divisor}
@@ -102,6 +115,18 @@ class Dataset:
     @property
     def num_features(self) -> int:
         return int(np.prod(self.x_train.shape[1:]))
+
+    @property
+    def x_train_raw(self) -> np.ndarray:
+        """``x_train`` in the data's original units (``scaler.inverse(x_train)``)."""
+        return self.scaler.inverse(self.x_train)
+
+    @property
+    def x_test_raw(self) -> np.ndarray:
+        """``x_test`` in the data's original units (``scaler.inverse(x_test)``; digits: pixel values
+        0..16): the features ``xpnet predict`` and an exported ONNX graph take, since they scale
+        their input themselves. ``x_test`` is already scaled: fed to them, it is scaled twice."""
+        return self.scaler.inverse(self.x_test)
 
     def __repr__(self) -> str:
         return (
