@@ -141,10 +141,7 @@ def _optimizer_name(opt: Optimizer) -> str:
 
 
 def _optimizer_config(opt: Optimizer) -> dict:
-    cfg = dict(opt.config())
-    if hasattr(opt, "eps"):
-        cfg["eps"] = opt.eps
-    return cfg
+    return {k: float(v) for k, v in opt.config().items()}
 
 
 def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict | None = None) -> dict:

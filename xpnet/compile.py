@@ -268,6 +268,34 @@ def _dropouts(model: Sequential) -> list:
     return [layer for layer in model.layers if hasattr(layer, "freeze") and hasattr(layer, "draw_mask")]
 
 
+def _hashable(value):
+    """``value`` with its dicts and lists turned into tuples (a part of a cache key)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def _model_key(model: Sequential, optimizer: Optimizer) -> tuple:
+    """Everything a compiled step reads besides its array inputs: the layers (the objects and
+    their settings: a Dropout ratio, BatchNormalization's momentum), the loss layer, the
+    parameters' names, shapes and dtypes, and every hyper-parameter of the optimizer but the
+    learning rate (an input). A change to any of them gives another key, so the step is compiled
+    (or captured) again instead of running with a stale value baked in."""
+    params = model.params.items()
+    seen: dict = {}
+    for key, p in params:  # one buffer under two names: donated twice (jax), written twice (a graph)
+        other = seen.setdefault(id(p), key)
+        if other != key:
+            raise ConfigError(f"parameters {other} and {key} are one array (two layers share it); a compiled step "
+                              "updates each parameter in place once, so it cannot train shared weights. Give each "
+                              "layer its own copy (xp.asarray(W, copy=True)), or train eagerly (--compile off)")
+    return (tuple((layer, _hashable(layer.config())) for layer in model.layers), model.loss_layer,
+            tuple((k, tuple(p.shape), str(p.dtype)) for k, p in params),
+            type(optimizer), _hashable({k: v for k, v in optimizer.config().items() if k != "lr"}))
+
+
 class JaxStep:
     """``jax.jit`` of the step as a pure function; ``run`` is a ``lax.scan`` of it."""
 
@@ -280,12 +308,16 @@ class JaxStep:
 
         self.jax = jax
         self.model, self.optimizer = model, optimizer
-        self.dropouts = _dropouts(model)
         self.compiles, self.compile_seconds = 0, 0.0
         self.notes: list[str] = []  # things the trainer should tell (a damaged compile-cache entry)
         self._executables: dict = {}
         self._mask_shapes: dict = {}
         self._lr = self._count = None  # (host value, device array): uploaded only when it changes
+
+    @property
+    def dropouts(self) -> list:
+        """The model's Dropout layers now (a layer replaced since the last call is seen)."""
+        return _dropouts(self.model)
 
     @property
     def _ref(self):
@@ -400,15 +432,16 @@ class JaxStep:
     def _masks_for(self, x_shape) -> list:
         """The shape of each Dropout layer's input for a batch of shape ``x_shape`` (traced
         abstractly once per shape; no random numbers drawn)."""
-        shapes = self._mask_shapes.get(x_shape)
+        cache_key = (_model_key(self.model, self.optimizer)[0], x_shape)
+        shapes = self._mask_shapes.get(cache_key)
         if shapes is None:
-            jnp = self.jax.numpy
+            dropouts = self.dropouts
 
             def forward(carry, x):
                 seen = []
                 with self._traced(carry, [None] * len(self.dropouts), self.optimizer.lr):
                     for layer in self.model.layers:
-                        if layer in self.dropouts:
+                        if layer in dropouts:
                             seen.append(x)
                         else:
                             x = layer.forward(x, True)
@@ -416,8 +449,7 @@ class JaxStep:
 
             x = self.jax.ShapeDtypeStruct(x_shape, self._ref.dtype)
             shapes = [tuple(s.shape) for s in self.jax.eval_shape(forward, self._carry(), x)]
-            self._mask_shapes[x_shape] = shapes
-            del jnp
+            self._mask_shapes[cache_key] = shapes
         return shapes
 
     def _draw(self, x_shape, steps: int | None):
@@ -433,16 +465,12 @@ class JaxStep:
         return [from_host_like(np.stack([s[i] for s in per_step]), self._ref) for i in range(len(shapes))]
 
     # ------------------------------------------------------------------ calls
-    def _static_key(self) -> tuple:
-        cfg = {k: v for k, v in self.optimizer.config().items() if k != "lr"}
-        return tuple(sorted(cfg.items()))
-
     def _executable(self, kind: str, args, fn=None, donate: bool = True, static=()):
         """The compiled ``fn`` for ``args``' shapes (compiled on first use); ``donate``: the
         first argument's buffers are given to the call (updated in place)."""
         # the model's arrays keep their shapes: the batch's shapes and dtypes tell calls apart
         batch = args[1:]
-        key = (kind, self._static_key(), static, len(self.model.params),
+        key = (kind, _model_key(self.model, self.optimizer), static,
                tuple((tuple(a.shape), a.dtype) for a in batch if hasattr(a, "shape")),
                tuple(tuple(m.shape) for ms in batch if isinstance(ms, (list, tuple)) for m in _flat(ms)))
         exe = self._executables.get(key)
@@ -704,7 +732,7 @@ class GraphStep:
     def __init__(self, model: Sequential, optimizer: Optimizer, graph_kind, reason: str):
         self.model, self.optimizer, self.reason = model, optimizer, reason
         self._graph_kind = graph_kind
-        self.dropouts = _dropouts(model)
+        self._model = None  # the model key the graphs and statics were made for (see _model_key)
         self.compiles, self.compile_seconds = 0, 0.0
         self.notes: list[str] = []
         self._graphs: dict = {}
@@ -714,6 +742,10 @@ class GraphStep:
     @property
     def _ref(self):
         return next(iter(self.model.params.values()))
+
+    @property
+    def dropouts(self) -> list:
+        return _dropouts(self.model)
 
     # ------------------------------------------------------------------ static state
     def _pairs(self):
@@ -834,13 +866,16 @@ class GraphStep:
         check_same_backend(x, self._ref, "captured step input")
         check_same_backend(t, self._ref, "captured step targets")
         o = self.optimizer
+        model = _model_key(self.model, o)
+        if model != self._model:  # a layer, a setting or a hyper-parameter changed: capture afresh
+            self._graphs.clear()
+            self._statics, self._model = None, model
         self._bind()
         self._scalar("_lr", float(o.lr))
         step0 = int(o.state["step"])
         self._scalar("_count", step0)
         self._count[0] = None  # unknown until the step completes: an interrupted one is rewritten next time
-        cfg = tuple(sorted((k, v) for k, v in o.config().items() if k != "lr"))
-        key = (tuple(x.shape), str(x.dtype), tuple(t.shape), str(t.dtype), cfg)
+        key = (tuple(x.shape), str(x.dtype), tuple(t.shape), str(t.dtype))
         g, failed = self._graphs.get(key), None
         if g is None:
             g, failed = self._capture(key, x, t)

@@ -17,6 +17,7 @@ from . import layers as L
 from .backend import (
     Backend,
     backend_name,
+    check_float_dtype,
     check_same_backend,
     device,
     dtype_name,
@@ -95,7 +96,21 @@ class Sequential:
         if _is_layer(layers) or isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
             raise ConfigError(f"Sequential takes a list of layers, got {type(layers).__name__}; "
                               f"e.g. Sequential([Affine(W1, b1), ReLU(), Affine(W2, b2)])")
+        if loss is not None and not (callable(getattr(loss, "forward", None))
+                                     and callable(getattr(loss, "backward", None))):
+            raise ConfigError(f"loss must be a loss layer (e.g. xpnet.SoftmaxWithLoss()), got {loss!r}")
         self.layers = list(layers)
+        self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
+        self._views = None
+        self._layer_views()
+
+    def _layer_views(self) -> tuple:
+        """``(layer ids, params, state, grads)``: the live views over the current layers, made
+        again (and the layers checked again) when ``self.layers`` changed since the last call, so
+        that a layer replaced or added is the one ``params`` names and an optimizer updates."""
+        ids = tuple(map(id, self.layers))  # the views keep the layers alive: ids stay unique
+        if self._views is not None and self._views[0] == ids:
+            return self._views
         seen: dict[int, int] = {}
         for i, layer in enumerate(self.layers):
             if not _is_layer(layer):
@@ -107,18 +122,29 @@ class Sequential:
                 raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
                                   f"a layer keeps the arrays of its last forward pass for backward, so "
                                   f"it can appear only once: create a second layer")
-        if loss is not None and not (callable(getattr(loss, "forward", None))
-                                     and callable(getattr(loss, "backward", None))):
-            raise ConfigError(f"loss must be a loss layer (e.g. xpnet.SoftmaxWithLoss()), got {loss!r}")
-        self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
-        self.params = _LayerDicts(self.layers, "params")
-        self.state = _LayerDicts(self.layers, "state")
-        self._grads = _LayerDicts(self.layers, "grads", keys_of="params")
+        views = (ids, _LayerDicts(self.layers, "params"), _LayerDicts(self.layers, "state"),
+                 _LayerDicts(self.layers, "grads", keys_of="params"))
         ref = None
-        for kind, mapping in (("parameter", self.params), ("state array", self.state)):
+        for kind, mapping in (("parameter", views[1]), ("state array", views[2])):
             for key, a in mapping.items():
                 L.check_param(a, f"{kind} {key}", like=ref)
                 ref = a if ref is None else ref
+        self._views = views
+        return views
+
+    @property
+    def params(self):
+        """The parameters, a live mapping ``{"W1": layers[0].params["W"], ...}``."""
+        return self._layer_views()[1]
+
+    @property
+    def state(self):
+        """Layer state that is not trained but saved (BatchNormalization's running statistics)."""
+        return self._layer_views()[2]
+
+    @property
+    def _grads(self):
+        return self._layer_views()[3]
 
     # ------------------------------------------------------------------ checks
     def _reference(self):
@@ -150,6 +176,8 @@ class Sequential:
             name = "float32" if ref is None else dtype_name(want)
             raise DTypeError(f"{where}: expected floating-point features ({name}), got "
                              f"dtype {dtype_name(x.dtype)}; convert with xp.astype(x, xp.{name})")
+        check_float_dtype(x.dtype, where, backend_name(x))  # float16, bfloat16: a DTypeError
+        check_float_dtype(want, f"{where}: the model's parameters", backend_name(x))
         if x.ndim < 2 or x.shape[0] == 0:
             raise ShapeError(f"{where}: expected a non-empty batch of shape (N, features...), "
                              f"got shape {tuple(x.shape)}")

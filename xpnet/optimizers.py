@@ -40,9 +40,14 @@ def _check_fraction(name: str, value) -> float:
 
 
 class Optimizer:
-    """Base class: ``update`` walks the parameters; subclasses define ``delta``."""
+    """Base class: ``update`` walks the parameters; subclasses define ``delta``.
+
+    ``hyper`` names every hyper-parameter the class has (each an attribute of the same name):
+    :meth:`config` reports them all, so checkpoints save them and a compiled step recompiles
+    when one changes; a subclass with more lists them all here and nowhere else."""
 
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
+    hyper: tuple[str, ...] = ("lr", "weight_decay")
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0):
         self.lr = _check_positive("learning rate (lr)", lr)
@@ -136,7 +141,9 @@ class Optimizer:
         return self.state[name][key]
 
     def config(self) -> dict:
-        return {"lr": self.lr, "weight_decay": self.weight_decay}
+        """Every hyper-parameter (``hyper``) by name: what a checkpoint saves and what a
+        compiled step's cache key holds."""
+        return {name: getattr(self, name) for name in self.hyper}
 
 
 class SGD(Optimizer):
@@ -154,6 +161,7 @@ class Momentum(Optimizer):
     """``v = momentum * v - lr * g``; ``p += v``."""
 
     slots = ("v",)
+    hyper = ("lr", "momentum", "weight_decay")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
         self.momentum = _check_fraction("momentum", momentum)
@@ -162,9 +170,6 @@ class Momentum(Optimizer):
     def delta(self, key, p, g, xp):
         v = self._set("v", key, self.momentum * self._slot("v", key, p, xp) - self.lr * g)
         return -v
-
-    def config(self) -> dict:
-        return {**super().config(), "momentum": self.momentum}
 
 
 class Nesterov(Momentum):
@@ -181,6 +186,7 @@ class AdaGrad(Optimizer):
     """``h += g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
 
     slots = ("h",)
+    hyper = ("lr", "eps", "weight_decay")
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
@@ -195,6 +201,7 @@ class RMSprop(Optimizer):
     """``h = decay * h + (1 - decay) * g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
 
     slots = ("h",)
+    hyper = ("lr", "decay_rate", "eps", "weight_decay")
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
@@ -206,9 +213,6 @@ class RMSprop(Optimizer):
         h = self._set("h", key, r * self._slot("h", key, p, xp) + (1.0 - r) * (g * g))
         return self.lr * g / (xp.sqrt(h) + self.eps)
 
-    def config(self) -> dict:
-        return {**super().config(), "decay_rate": self.decay_rate}
-
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction folded into the rate:
@@ -216,6 +220,7 @@ class Adam(Optimizer):
     ``p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``."""
 
     slots = ("m", "v")
+    hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-7, weight_decay: float = 0.0):
@@ -231,9 +236,6 @@ class Adam(Optimizer):
         v = self._set("v", key, v0 + (1.0 - b2) * (g * g - v0))
         lr_t = self.lr * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)  # t may be a traced count
         return lr_t * m / (xp.sqrt(v) + self.eps)
-
-    def config(self) -> dict:
-        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2}
 
 
 OPTIMIZERS = {
