@@ -18,9 +18,11 @@ print("softmax([0.3, 2.9, 4.0])      =", np.round(to_numpy(y), 8))  # [0.0182112
 assert np.allclose(to_numpy(y), [0.01821127, 0.24519181, 0.73659691], atol=1e-6)
 
 # 2. it is safe for large scores (the max is subtracted first)
-big = softmax(be.asarray(np.array([1010.0, 1000.0, 990.0])))
-print("softmax([1010, 1000, 990])    =", np.round(to_numpy(big), 8))
-assert np.isfinite(to_numpy(big)).all()
+big = to_numpy(softmax(be.asarray(np.array([1010.0, 1000.0, 990.0]))))
+# in scientific notation: rounded to 8 decimals, the last one (exp(-20) / ...) would print as 0
+print("softmax([1010, 1000, 990])    = [" + " ".join(f"{p:.4e}" for p in big) + "]")  # ... 2.0611e-09]
+assert np.isfinite(big).all()
+assert np.allclose(big, [9.99954600e-01, 4.53978686e-05, 2.06106005e-09], rtol=1e-4, atol=0)
 
 # 3. cross-entropy error: small when the right class gets a high probability
 t = be.asarray(np.array([2]))  # the answer is class 2 ("one-hot" [0, 0, 1, 0, ...])

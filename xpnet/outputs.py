@@ -5,7 +5,14 @@ writable with room for the checkpoints; an operating-system lock on ``.xpnet.loc
 for the run's life (``flock``: released by the OS when the process ends, SIGKILL included, so
 a killed run leaves no stale lock), so two runs can never write into one folder; and a folder
 that already holds another run's files is refused unless the caller overwrites it on purpose
-or resumes that very checkpoint. :func:`claim_fresh_output` picks ``base``, ``base-2``,
+or resumes that very checkpoint. A run that releases the folder removes ``.xpnet.lock`` (a
+killed one leaves the file, unlocked: the next run takes it over).
+
+Removing the file without letting two runs in: the releasing run removes the file *while it
+still holds the lock*, then closes it. A run that opened the file just before it was removed
+gets the lock on the removed file once it is closed, so after locking, a run checks that the
+file it holds is still the one at ``.xpnet.lock`` (same device and inode); if not, it opens
+the path again. Whoever holds the lock on the file at that path holds the folder. :func:`claim_fresh_output` picks ``base``, ``base-2``,
 ``base-3``... for the default folder, which never refuses and never overwrites.
 """
 
@@ -63,30 +70,59 @@ class Output:
     """An output folder claimed by one run: exclusively locked (``.xpnet.lock``) for the run's
     life, so two runs can never write into it at once. The lock is the operating system's
     (``flock``): it goes away with the process, SIGKILL included, so a killed run leaves no
-    stale lock. :func:`claim_output` makes one."""
+    stale lock. :meth:`close` removes the file. :func:`claim_output` makes one."""
 
     def __init__(self, folder: Path, fd: int):
         self.folder = folder
         self._fd = fd
-        self._finalizer = weakref.finalize(self, os.close, fd)
+        self._finalizer = weakref.finalize(self, _release, folder / LOCK_NAME, fd, os.getpid())
 
     def close(self) -> None:
-        """Release the folder (also done when the object is garbage-collected or the process ends)."""
+        """Release the folder and remove its lock file (also done when the object is
+        garbage-collected or the process ends)."""
         self._finalizer()
 
 
-def _try_lock(folder: Path) -> int | None:
-    """An open, exclusively locked descriptor of ``folder/.xpnet.lock``, or None if it is held."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file at ``path`` now (not one removed since)."""
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # Windows
-            import msvcrt
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:  # removed, and nothing at the path yet
+        return False
 
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
+
+def _release(path: Path, fd: int, owner: int) -> None:
+    """Remove the lock file while still holding its lock, then unlock it by closing it (see the
+    module's docstring). Only the process that claimed the folder removes it (not a forked child
+    at its exit), and only its own file. Windows cannot remove an open file: it stays there."""
+    try:
+        if fcntl is not None and os.getpid() == owner and _is_current(fd, path):
+            os.unlink(path)
+    except OSError:  # already gone, or a read-only folder: the lock still goes with the close
+        pass
+    finally:
         os.close(fd)
+
+
+def _try_lock(folder: Path, attempts: int = 100) -> int | None:
+    """An open, exclusively locked descriptor of ``folder/.xpnet.lock``, or None if it is held."""
+    path = folder / LOCK_NAME
+    for _ in range(attempts):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # Windows
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            os.close(fd)
+            return None
+        if fcntl is None or _is_current(fd, path):
+            break
+        os.close(fd)  # locked a file its run removed on release: open the one at the path now
+    else:  # runs that end faster than this one can lock: take the folder as in use
         return None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
