@@ -3,8 +3,8 @@
 ``xpnet train`` with no arguments trains the default MLP on the bundled digits on the CPU.
 ``--backend`` does what ``XPNET_BACKEND`` does (likewise ``--device``, ``--dtype``).
 Exit status: 0 on success, 1 on an xpnet error (bad data, diverging loss...), 2 on bad
-arguments, 130 when training was interrupted with Ctrl-C and 143 when by SIGTERM (in both cases
-the last completed epoch's checkpoint is saved), 141 (quietly) when the output went into a pipe
+arguments, 130 when training was interrupted with Ctrl-C, 143 when by SIGTERM and 129 when by
+SIGHUP (in each case the last completed epoch's checkpoint is saved), 141 (quietly) when the output went into a pipe
 whose reader stopped reading (``| head``).
 """
 
@@ -29,8 +29,16 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`, the reader gone
 
 
+EXIT_HANGUP = 129
+
+
 def _interrupted_status(history) -> int:
-    return EXIT_TERMINATED if history.signal == "SIGTERM" else EXIT_INTERRUPTED
+    return _signal_status(history.signal)
+
+
+def _signal_status(name: str | None) -> int:
+    """The exit status of a run stopped by the signal ``name`` (None: Ctrl-C)."""
+    return {"SIGTERM": EXIT_TERMINATED, "SIGHUP": EXIT_HANGUP}.get(name, EXIT_INTERRUPTED)
 
 
 def _hidden(text: str) -> list[int]:
@@ -306,6 +314,20 @@ def _mpi_error_line(e: BaseException) -> str:
 def _train(args, comm) -> int:
     from . import train as T
 
+    # stop signals are recorded from here on, not only inside fit: one during the set-up (jax's
+    # import and first compile) is then acted on at fit's first step, never raised inside jax
+    with T._StopSignals(stop_at_exit=False) as stop:
+        code = _train_in(args, comm)
+    if stop.requested and not stop.handled and code == 0:
+        by = f" by {stop.name}" if stop.name else ""
+        print(f"xpnet train: interrupted{by} after the run had completed; everything was saved", file=sys.stderr)
+        return _signal_status(stop.name)
+    return code
+
+
+def _train_in(args, comm) -> int:
+    from . import train as T
+
     if comm is not None and comm.rank != 0:
         out = None  # rank 0 alone claims the folder and writes
     elif args.out is not None:
@@ -382,7 +404,7 @@ def _run_training(args, trainer, t0: float) -> int:
     if history.stopped == "interrupted":
         saved = f"checkpoint of epoch {trainer.epoch}: {history.checkpoint}" if history.checkpoint else (
             f"nothing written to {os.fspath(out)}")
-        by = " by SIGTERM" if history.signal == "SIGTERM" else ""
+        by = f" by {history.signal}" if history.signal else ""
         print(f"xpnet train: interrupted{by} after epoch {trainer.epoch}; {saved}", file=sys.stderr)
         return _interrupted_status(history)
     written = [history.checkpoint, str(out / "history.json"), str(out / "history.csv")]

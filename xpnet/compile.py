@@ -622,7 +622,7 @@ class JaxStep:
         """Fresh device copies of the arrays in ``tree`` (kept while later steps donate theirs)."""
         leaves, treedef = self.jax.tree_util.tree_flatten(tree)
         if not leaves:
-            return tree
+            return self.jax.tree_util.tree_unflatten(treedef, [])  # a new (empty) structure, never ``tree``
         static = (treedef, tuple((tuple(a.shape), a.dtype) for a in leaves))
         return self._executable("copy", (tree,), static=static, fn=lambda tr: self.jax.tree_util.tree_map(
             lambda a: self.jax.numpy.array(a, copy=True), tr), donate=False)(tree)

@@ -19,7 +19,7 @@ optimizer state, the epoch counter and the shuffle generator's state are all res
 Inside an epoch nothing is read back from the device: the minibatch losses are summed on
 the device and read, together with the evaluation metrics, once per epoch. A NaN or inf
 loss stops training with :class:`~xpnet.errors.NonFiniteError`; the checkpoint on disk is
-then the last good epoch's. Ctrl-C (KeyboardInterrupt), and SIGTERM during :meth:`Trainer.fit`,
+then the last good epoch's. Ctrl-C, SIGTERM and SIGHUP during :meth:`Trainer.fit`
 write the last completed epoch's checkpoint and return the history with
 ``stopped == "interrupted"``.
 
@@ -107,11 +107,11 @@ COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds
 class History:
     """Per-epoch records (``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``,
     ``seconds``) and why training stopped: ``completed``, ``early`` or ``interrupted`` (by
-    Ctrl-C, or by SIGTERM when ``signal == "SIGTERM"``)."""
+    Ctrl-C, or by the signal ``signal`` names: ``"SIGTERM"`` or ``"SIGHUP"``)."""
 
     records: list = field(default_factory=list)
     stopped: str = "completed"
-    signal: str | None = None  # "SIGTERM" when that signal interrupted training (else Ctrl-C)
+    signal: str | None = None  # "SIGTERM" or "SIGHUP" when that signal interrupted training (else Ctrl-C)
     checkpoint: str | None = None
     trainer: Trainer | None = field(default=None, repr=False, compare=False)
 
@@ -201,56 +201,80 @@ def _copy(a):
 
 
 class _AgreedStop(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM under MPI, seen by every rank after the same step (see _StopSignals)."""
+    """A stop signal, acted on between steps (every rank after the same step, under MPI)."""
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM in one process: the same rollback and save as Ctrl-C."""
+# the signals that stop training with the last completed epoch saved, and how each is named
+STOP_SIGNALS = {signal.SIGINT: None, signal.SIGTERM: "SIGTERM"}
+if hasattr(signal, "SIGHUP"):  # a closed terminal or ssh session (not on Windows)
+    STOP_SIGNALS[signal.SIGHUP] = "SIGHUP"
 
 
 class _StopSignals:
-    """For the duration of :meth:`Trainer.fit`: SIGTERM, and under MPI Ctrl-C too, turned into a
+    """For the duration of :meth:`Trainer.fit`: Ctrl-C (SIGINT), SIGTERM and SIGHUP turned into a
     stop that keeps the completed epochs.
 
     SIGTERM is what ``kill``, ``docker stop`` and a batch system at a job's time limit send
-    before a SIGKILL; its default action ends the process at once and every epoch since the last
-    checkpoint is lost. In one process (``agreed=False``) it raises the same KeyboardInterrupt
-    rollback-and-save as Ctrl-C, at once. Under MPI (``agreed=True``) the launcher forwards
-    SIGINT and SIGTERM to every rank, and each receives it at another point of its step: there
-    the first of them only records itself in ``requested``, the trainer asks the ranks once per
-    step (:meth:`Communicator.any`), so all of them stop after the same step, roll back to the
-    last completed epoch together, and rank 0 writes it; a second raises KeyboardInterrupt at
-    once (the job is then aborted, keeping the last checkpoint written). A SIGTERM handler the
-    program installed itself is left in place, and outside the main thread, where no handler
+    before a SIGKILL, SIGHUP what a closed terminal or ssh session sends; their default actions
+    end the process at once, losing every epoch since the last checkpoint. The first of these
+    signals only records itself in ``requested``; the trainer looks between steps (and after each
+    compiled call), then rolls back to the last completed epoch and writes it. Nothing is raised
+    inside a library call: an exception raised from a signal handler inside jax's compiler or its
+    garbage-collection callback can be swallowed there, or leave the process to crash at exit.
+    Under MPI the launcher forwards the signal to every rank, each at another point of its step;
+    the ranks ask each other once per step (:meth:`Communicator.any`), so all of them stop after
+    the same step. A second signal raises KeyboardInterrupt at once (under MPI the job is then
+    aborted, keeping the last checkpoint written). A handler the program installed itself is left
+    in place (so is SIGHUP ignored by ``nohup``), and outside the main thread, where no handler
     can be set, nothing changes."""
 
-    def __init__(self, agreed: bool):
-        self.agreed = agreed
+    _active: _StopSignals | None = None  # the one whose handlers are installed: nested uses share it
+
+    def __init__(self, stop_at_exit: bool = True):
         self.requested = 0  # the number of the signal that asked for the stop
+        self.handled = False  # the trainer acted on it (rolled back and saved)
+        self.stop_at_exit = stop_at_exit  # a signal not acted on yet raises _AgreedStop on exit
         self._previous = {}
+        self._outer = None
+
+    @property
+    def name(self) -> str | None:
+        """How the stop is named: ``"SIGTERM"``, ``"SIGHUP"``, or None for Ctrl-C."""
+        return STOP_SIGNALS.get(self.requested)
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = signum
-        if not self.agreed:
-            raise _Terminated
 
-    def __enter__(self):
-        wanted = (signal.SIGINT, signal.SIGTERM) if self.agreed else (signal.SIGTERM,)
-        for sig in wanted:
-            if sig == signal.SIGTERM and signal.getsignal(sig) is not signal.SIG_DFL:
-                continue  # the program's own handler
+    def __enter__(self) -> _StopSignals:
+        """The signals recorded from now on; inside another ``_StopSignals`` (the CLI's, around
+        the whole command), that one, so a signal during the set-up is seen by ``fit``."""
+        if _StopSignals._active is not None:
+            self._outer = _StopSignals._active
+            return self._outer
+        for sig in STOP_SIGNALS:
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            if signal.getsignal(sig) is not default:
+                continue  # the program's own handler, or an ignored signal
             try:
                 self._previous[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not the main thread
                 break
+        _StopSignals._active = self if self._previous else None
         return self
 
     def __exit__(self, *exc):
+        if self._outer is not None:
+            self._outer = None
+            return False
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
+        _StopSignals._active = None
+        if self.requested and not self.handled and exc[0] is None and self.stop_at_exit:
+            self.handled = True  # came after the last check: fit saves and reports it as a stop
+            raise _AgreedStop
         return False
 
 
@@ -582,8 +606,10 @@ class Trainer:
         return [layer for layer in self.model.layers if isinstance(getattr(layer, "rng", None), np.random.Generator)]
 
     def _copies(self, arrays: dict) -> dict:
+        """A new dict of copies of ``arrays`` (never ``arrays`` itself: an optimizer's empty slot
+        dict is filled later, and its arrays donated, by the step)."""
         if self.step is not None:  # a compiled step donates its inputs: keep copies of our own
-            return self.step.copy(arrays)
+            return dict(self.step.copy(arrays))
         return {k: _copy(v) for k, v in arrays.items()}
 
     def _snapshot(self) -> _Snapshot:
@@ -626,6 +652,7 @@ class Trainer:
             loss = model.loss(xb, tb, train=True, check=False)
             model.backward(input_grad=False)  # the data needs no gradient: one matmul less
             opt.update(model.params, model.grads)
+            self._stop_check()
             self._step_losses.append(loss)
             nb = xb.shape[0]
             total = loss * nb if total is None else total + loss * nb
@@ -664,8 +691,13 @@ class Trainer:
         return None if total is None else total / n
 
     def _stop_check(self) -> None:
-        """Under MPI: stop every rank after this step when Ctrl-C reached any of them."""
-        if self._stop is not None and self.comm.any(bool(self._stop.requested)):
+        """Stop here when a stop signal came (see :class:`_StopSignals`); under MPI, every rank
+        stops after this step when the signal reached any of them."""
+        stop = self._stop
+        if stop is None:
+            return
+        if self.comm.any(bool(stop.requested)) if self.comm is not None else stop.requested:
+            stop.handled = True
             raise _AgreedStop
 
     def _train_epoch_compiled(self):
@@ -751,17 +783,20 @@ class Trainer:
         bar = _progress_bar(epochs, self.epoch, self.progress, self.quiet)
         emit = (bar.write if bar is not None else self.log) if self.log else None
         self.history.stopped = "running"
-        stop = self._stop = _StopSignals(agreed=self.comm is not None)
+        stop = None
         self.history.signal = None
         try:
             # a diverging run overflows on the way; the loss check below names it, once. The model's
             # device is made current for the work (CuPy runs kernels on its current device)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                    device_context(next(iter(self.model.params.values()))), stop:
+                    device_context(next(iter(self.model.params.values()))), _StopSignals() as stop:
+                self._stop = stop
                 while self.epoch < epochs:
+                    self._stop_check()  # a signal while the last epoch was recorded or written
                     t0 = time.perf_counter()
                     c0 = 0.0 if self.step is None else self.step.compile_seconds
                     mean_loss = self.train_epoch()
+                    self._stop_check()  # after a compiled epoch: one call, looked at when it returns
                     rec = self._epoch_record(self.epoch + 1, mean_loss, 0.0)
                     compiling = 0.0 if self.step is None else self.step.compile_seconds - c0  # both calls
                     rec["seconds"] = round(time.perf_counter() - t0 - compiling, 4)
@@ -803,8 +838,7 @@ class Trainer:
                 raise  # a second Ctrl-C: the other ranks may wait inside a collective, end the job
             self._rollback(self._good)
             self.history.stopped = "interrupted"
-            if stop.requested == signal.SIGTERM:
-                self.history.signal = "SIGTERM"
+            self.history.signal = None if stop is None else stop.name
             saved = self._write()
             self.history.checkpoint = None if saved is None else os.fspath(saved)
             if self.log:
@@ -821,7 +855,7 @@ class Trainer:
         return self.history
 
     def _interrupted_line(self, saved) -> str:
-        by = " by SIGTERM" if self.history.signal == "SIGTERM" else ""
+        by = f" by {self.history.signal}" if self.history.signal else ""
         msg = f"interrupted{by}: stopped after epoch {self.epoch}"
         if saved is not None:
             return msg + f"; checkpoint saved to {saved} (resume with --resume {saved})"
