@@ -507,6 +507,10 @@ class Trainer:
             "batch_size": self.loader.batch_size,
             "loader_rng": self.loader.rng_state,
             "history": self.history.records,
+            # early stopping's state: what decides when the rest of the run stops
+            "early_stopping": {"patience": self.patience,
+                               "best_loss": self._best[0] if math.isfinite(self._best[0]) else None,
+                               "best_epoch": self._best[1]},
         }
 
     @property
@@ -585,10 +589,14 @@ class Trainer:
             optimizer.weight_decay = type(optimizer)(weight_decay=weight_decay).weight_decay
         kwargs.setdefault("batch_size", meta.get("batch_size", 64))
         kwargs.setdefault("seed", meta.get("seed", 0))
+        early = meta.get("early_stopping") or {}
+        if kwargs.get("patience") is None:  # the run's own patience goes on unless another is given
+            kwargs["patience"] = early.get("patience")
         extra = {
             k: v
             for k, v in meta.items()
-            if k not in ("epoch", "seed", "batch_size", "loader_rng", "history", "xpnet_version", "dtype")
+            if k not in ("epoch", "seed", "batch_size", "loader_rng", "history", "xpnet_version", "dtype",
+                         "early_stopping")
         }
         extra["lr"] = optimizer.lr
         kwargs["meta"] = {**extra, **kwargs.get("meta", {}), "lr": optimizer.lr}
@@ -597,6 +605,9 @@ class Trainer:
         trainer.history.records = list(meta.get("history", []))
         if "loader_rng" in meta:
             trainer.loader.rng_state = meta["loader_rng"]
+        if early:
+            best = early.get("best_loss")
+            trainer._best = (math.inf if best is None else float(best), int(early.get("best_epoch", 0)))
         if trainer.out is not None and _same_file(path, trainer.checkpoint_path):
             trainer._saved_epoch = trainer.epoch
         return trainer
@@ -930,6 +941,15 @@ def _check_resume_meta(meta: dict, path) -> None:
         raise bad("batch_size", "a positive integer")
     if "loader_rng" in meta and not isinstance(meta["loader_rng"], dict):
         raise bad("loader_rng", "a NumPy bit generator state (a dict)")
+    early = meta.get("early_stopping")
+    if early is not None:
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        integer = lambda v, least: isinstance(v, int) and not isinstance(v, bool) and v >= least
+        if (not isinstance(early, dict) or not (early.get("patience") is None or integer(early["patience"], 1))
+                or not (early.get("best_loss") is None or number(early["best_loss"]))
+                or not integer(early.get("best_epoch", 0), 0) or early.get("best_epoch", 0) > epoch):
+            raise bad("early_stopping", f"{{'patience': null or an integer >= 1, 'best_loss': null or a finite "
+                                        f"number, 'best_epoch': an integer from 0 to {epoch}}}")
 
 
 def _check_lr(optimizer: Optimizer, model: Sequential) -> None:
