@@ -301,9 +301,10 @@ class Backend:
 
         Float data take this backend's dtype unless ``dtype`` says otherwise (the cast is
         done on the host, so only the final bytes travel); integer and bool data keep
-        their kind (labels). Strings and Python objects raise :class:`DTypeError`.
+        their kind (labels). Strings, Python objects and float dtypes other than float32 and
+        float64 (float16, bfloat16: :func:`check_float_dtype`) raise :class:`DTypeError`.
         """
-        a = to_numpy(a)
+        a = _host_copy(a, "Backend.asarray")
         if dtype is None:
             dtype = self.dtype if a.dtype.kind == "f" else None
         return _from_host(self.name, self.xp, self.device, a, dtype)
@@ -384,16 +385,66 @@ def _torch_upload_async(a: np.ndarray, dev):
 
 
 def host_dtype(dtype) -> np.dtype:
-    """The NumPy dtype with the same name as any backend's dtype (torch.float32 -> float32)."""
+    """The NumPy dtype with the same name as any backend's dtype (torch.float32 -> float32).
+
+    A dtype NumPy lacks (torch's bfloat16 where ml_dtypes is not loaded) raises
+    :class:`DTypeError`, with the cast that fixes it."""
     try:
         return np.dtype(dtype)
     except TypeError:
-        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+        pass
+    name = dtype_name(dtype)
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise dtype_error(name, "converting to a NumPy dtype") from None
+
+
+_names: dict = {}
 
 
 def dtype_name(dtype) -> str:
-    """The plain name of any backend's dtype, for messages: ``torch.float32`` -> ``float32``."""
-    return host_dtype(dtype).name
+    """The plain name of any backend's dtype, for messages: ``torch.float32`` -> ``float32``.
+    Never raises (also for dtypes NumPy lacks, such as torch's bfloat16)."""
+    key = (type(dtype), dtype)  # the type first: no cross-library dtype comparison
+    name = _names.get(key)
+    if name is None:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = str(dtype).rsplit(".", 1)[-1]
+        _names[key] = name
+    return name
+
+
+_CASTS = {"torch": "x.float()", "numpy": "x.astype(np.float32)", "jax": "x.astype(jnp.float32)",
+          "cupy": "x.astype(cupy.float32)"}
+
+
+def dtype_error(name: str, where: str, library: str | None = None) -> DTypeError:
+    """The error for float dtype ``name`` that xpnet does not compute in (float16, bfloat16...)."""
+    cast = _CASTS.get(library, "xp.astype(x, xp.float32)")
+    also = "" if cast.startswith("xp.") else ", or xp.astype(x, xp.float32) in any library"
+    return DTypeError(f"{where}: dtype {name} is not supported; xpnet computes in float32 or float64 "
+                      f"only (not in float16 or bfloat16). Cast it first: {cast}{also}")
+
+
+def check_float_dtype(dtype, where: str, library: str | None = None) -> None:
+    """Raise :class:`DTypeError` for a float dtype other than float32 and float64 (float16,
+    bfloat16, float8..., longdouble), naming ``where``, the dtype and the cast that fixes it.
+    Other kinds (integers, bool) pass: their callers say what they take."""
+    name = dtype_name(dtype)
+    if name not in DTYPES and name.startswith(("float", "bfloat")):
+        raise dtype_error(name, where, library)
+
+
+def _host_copy(x, where: str) -> np.ndarray:
+    """``to_numpy(x)`` for the functions that move data between backends, refusing float
+    dtypes xpnet does not compute in before anything is copied."""
+    dt = getattr(x, "dtype", None)
+    if dt is not None:
+        check_float_dtype(dt, where, backend_name(x))
+    return to_numpy(x)
 
 
 def _supports_float64(xp, dev) -> bool:
@@ -576,7 +627,10 @@ def to_numpy(x) -> np.ndarray:
     if name == "cupy":
         return x.get()
     if name == "torch":
-        return x.detach().cpu().numpy()
+        try:
+            return x.detach().cpu().numpy()
+        except TypeError as e:  # bfloat16, float8...: dtypes NumPy does not have
+            raise dtype_error(dtype_name(x.dtype), "to_numpy", name) from e
     if name == "dask":
         return np.asarray(x.compute())
     if name == "array_api_strict":
@@ -590,10 +644,11 @@ def to_backend(x, backend: str | Backend | None = None, device: str | None = Non
     """Move array ``x`` (any backend, any device) to ``backend``: e.g. CuPy -> NumPy.
 
     ``backend`` is a name (``"numpy"``, ``"cupy"``...) or a :class:`Backend`; ``None`` means
-    the current choice. The dtype is kept.
+    the current choice. The dtype is kept; float dtypes other than float32 and float64
+    (float16, bfloat16) raise :class:`DTypeError`.
     """
     be = backend if isinstance(backend, Backend) else resolve(backend, device)
-    return _from_host(be.name, be.xp, be.device, to_numpy(x), None)
+    return _from_host(be.name, be.xp, be.device, _host_copy(x, "to_backend"), None)
 
 
 def from_host_like(a: np.ndarray, like) -> Any:
@@ -606,7 +661,36 @@ def from_host_like(a: np.ndarray, like) -> Any:
         import cupy
 
         dev = cupy.cuda.Device(dev.id)
-    return _from_host(name, xp, dev, to_numpy(a), None)
+    return _from_host(name, xp, dev, _host_copy(a, "from_host_like"), None)
+
+
+_constants: dict[tuple, Any] = {}
+
+
+def constant(value: float, like):
+    """``value`` as the scalar operand of ``maximum`` / ``minimum`` with arrays like ``like``,
+    never copied from the host more than once.
+
+    array-api-compat's torch ``maximum`` turns a Python scalar into a new 0-d tensor on
+    ``like``'s device at every call: on CUDA a host-to-device copy per call. For torch this
+    gives a 0-d tensor of ``like``'s dtype on its device, made once per (dtype, device, value)
+    and kept (outside inference mode, so autograd may use it later). Elsewhere it gives the
+    Python float itself: NumPy and CuPy take it as it is, jax and dask fold it into the graph
+    they build (an array made inside a ``jax.jit`` trace is a tracer and must not be kept).
+    ``maximum(x, constant(c, x))`` equals ``maximum(x, c)`` bit for bit.
+    """
+    if not array_api_compat.is_torch_array(like):
+        return value
+    key = (like.dtype, like.device, value)
+    c = _constants.get(key)
+    if c is None:
+        import torch
+
+        if len(_constants) >= 256:  # one value per batch size: a handful in practice
+            _constants.clear()
+        with torch.inference_mode(False):
+            c = _constants[key] = torch.asarray(value, dtype=like.dtype, device=like.device)
+    return c
 
 
 def device_context(x):

@@ -5,7 +5,9 @@ dtype (a torch tensor in, a torch tensor out; CuPy in, CuPy out). No backend swi
 needed. ``xp`` may be passed to skip the namespace lookup in a hot loop.
 
 Scores ("logits") are the inputs of the last layer before the softmax: the functions that
-take scores are stable for any finite value (no overflow in ``exp``, no ``log(0)``).
+take scores are stable for any finite value (no overflow in ``exp``, no ``log(0)``). They
+take float32 or float64 scores; float16 and bfloat16 raise :class:`DTypeError` (the
+elementwise ``relu``, ``sigmoid`` and ``softplus`` follow any float dtype).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import numbers
 
 import numpy as np
 
-from .backend import backend_name, check_same_backend, device, dtype_name, namespace, to_numpy
+from .backend import (
+    backend_name,
+    check_float_dtype,
+    check_same_backend,
+    constant,
+    device,
+    dtype_name,
+    namespace,
+    to_numpy,
+)
 from .errors import BackendMismatchError, DTypeError, LabelError, NonFiniteError, ShapeError
 
 _kinds: dict = {}
@@ -34,17 +45,21 @@ def _float_dtype(x, xp, where: str):
     if not xp.isdtype(x.dtype, "real floating"):
         raise DTypeError(f"{where} needs a floating-point array, got dtype {dtype_name(x.dtype)}; "
                          f"convert with xp.astype(x, xp.float32)")
+    check_float_dtype(x.dtype, where, backend_name(x))
     return x.dtype
 
 
-def _fmax(dtype, xp) -> float:
-    """The float dtype's largest finite value (``finfo.max``), remembered per dtype."""
+def _fmax(x, xp) -> float:
+    """The largest finite value (``finfo.max``) of float array ``x``'s dtype, remembered per
+    dtype (float32 and float64 only: see :func:`xpnet.backend.check_float_dtype`)."""
+    dtype = x.dtype
     key = (type(dtype), "fmax", dtype)
     hit = _kinds.get(key)
     if hit is None:
         if not xp.isdtype(dtype, "real floating"):
             raise DTypeError(f"scores must be floating-point, got dtype {dtype_name(dtype)}; "
                              f"convert with xp.astype(x, xp.float32)")
+        check_float_dtype(dtype, "scores", backend_name(x))
         hit = _kinds[key] = float(xp.finfo(dtype).max)
     return hit
 
@@ -56,12 +71,13 @@ def _raised(x, axis: int, xp, h: float | None = None):
     (``-3e38 - 3e38`` in float32). ``lo = max(m, h - finfo.max) - h`` is at most ``m`` and at
     least ``-finfo.max``, and ``xs - m`` lies in ``[-h, 0]`` (``0 < h <= finfo.max / 2``; by
     default ``finfo.max / 2``); values below ``lo`` have ``exp(x - max) = 0`` either way, and
-    every other value is unchanged.
+    every other value is unchanged. The bound ``h - finfo.max`` is a :func:`constant`: a
+    Python float would make torch copy it to the device at every call.
     """
     m = xp.max(x, axis=axis, keepdims=True)
-    fmax = _fmax(x.dtype, xp)
+    fmax = _fmax(x, xp)
     h = 0.5 * fmax if h is None else h
-    lo = xp.maximum(m, h - fmax) - h  # no overflow
+    lo = xp.maximum(m, constant(h - fmax, m)) - h  # no overflow
     return xp.maximum(x, lo), m
 
 
@@ -105,7 +121,7 @@ def softmax_cross_entropy(x, T, xp):
     N cannot overflow: the loss is finite for any finite scores.
     """
     n = x.shape[0]
-    xs, m = _raised(x, -1, xp, 0.5 * _fmax(x.dtype, xp) / n)
+    xs, m = _raised(x, -1, xp, 0.5 * _fmax(x, xp) / n)
     d = xs - m  # then minus log(sum): not x - (m + log(sum)), where log(2) vanishes beside m = 1e8
     logp = d - xp.log(xp.sum(xp.exp(d), axis=-1, keepdims=True))
     return -xp.sum(logp * T) / n, logp
@@ -117,7 +133,7 @@ def binary_cross_entropy(x, T, xp):
     size = 1
     for s in x.shape:
         size *= int(s)
-    per = xp.minimum(softplus(x, xp=xp) - T * x, _fmax(x.dtype, xp) / (2 * max(size, 1)))
+    per = xp.minimum(softplus(x, xp=xp) - T * x, constant(_fmax(x, xp) / (2 * max(size, 1)), x))
     return xp.sum(per) / x.shape[0]
 
 
@@ -131,20 +147,15 @@ def sigmoid(x, xp=None):
 def softplus(x, xp=None):
     """``log(1 + exp(x))`` = ``max(x, 0) + log1p(exp(-|x|))``, stable for any x."""
     xp = xp or namespace(x)
-    return xp.maximum(x, _zero(x, xp)) + xp.log1p(xp.exp(-xp.abs(x)))  # no scalar upload (see _zero)
-
-
-def _zero(x, xp):
-    """A 0-d zero of ``x``'s dtype on ``x``'s device. ``maximum(x, 0.0)`` with a Python 0 makes
-    some wrappers upload the scalar to the device on every call (a blocking copy on CUDA), and
-    ``where`` is about 9x slower than ``maximum`` on large NumPy arrays: a 0-d array avoids both."""
-    return xp.zeros((), dtype=x.dtype, device=device(x))
+    return xp.maximum(x, constant(0.0, x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 def relu(x, xp=None):
-    """``max(x, 0)`` (NaN stays NaN)."""
+    """``max(x, 0)`` (NaN stays NaN). ``maximum`` with a kept zero (:func:`constant`): torch
+    would copy a Python 0 to the device at every call, and ``where`` is about 9x slower than
+    ``maximum`` on large NumPy arrays."""
     xp = xp or namespace(x)
-    return xp.maximum(x, _zero(x, xp))
+    return xp.maximum(x, constant(0.0, x))
 
 
 def one_hot(t, num_classes: int, dtype=None, xp=None):
