@@ -78,6 +78,8 @@ def _worker(mode: str, out: str, *rest) -> int:
         return 0
     if mode == "averaging":
         return _averaging(parallel, rank, out)
+    if mode == "mismatch":  # rest: what differs on rank 1 (data values, data size, lr, hidden, epochs, dtype)
+        return _mismatch(parallel, rank, out, rest[0])
     # fault injection around the CLI: rest is the `xpnet train` command line
     import xpnet.checkpoint as ckpt
     import xpnet.cli
@@ -158,6 +160,29 @@ def _averaging(parallel, rank: int, out: str) -> int:
     except parallel.RankMismatchError as e:
         result["drift"] = str(e)
     (Path(out) / f"averaging-{rank}.json").write_text(json.dumps(result))
+    return 0
+
+
+def _mismatch(parallel, rank: int, out: str, what: str) -> int:
+    """Rank 1 starts with ``what`` different; every rank writes the error it got (or 'none')."""
+    import xpnet
+    from xpnet.train import Trainer
+
+    odd = rank == 1
+    x, t, xt, tt = synthetic(n=181 if odd and what == "data size" else 201)
+    if odd and what == "data values":
+        x = x + 1e-9  # the same shapes, other values: read from another file
+    dtype = "float32" if odd and what == "dtype" else "float64"
+    model = xpnet.mlp([6, 17 if odd and what == "hidden" else 16, 3], seed=0, dtype=dtype, dropout=0.2)
+    data = tuple(a.astype(dtype) if a.dtype.kind == "f" else a for a in (x, t, xt, tt))
+    said = "none"
+    try:
+        trainer = Trainer(model, xpnet.Adam(lr=0.5 if odd and what == "lr" else 0.01), data, batch_size=20, log=None,
+                          comm=parallel.world())
+        trainer.fit(3 if odd and what == "epochs" else 2)
+    except parallel.RankMismatchError as e:
+        said = str(e)
+    (Path(out) / f"mismatch-{rank}.txt").write_text(said)
     return 0
 
 
@@ -362,6 +387,59 @@ def test_two_ranks_with_compiled_steps_make_the_update_of_one_process(tmp_path):
     for got, want in zip(ic["records"], ie["records"], strict=True):
         for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
             assert got[col] == pytest.approx(want[col], rel=1e-10, abs=1e-12), col
+
+
+@needs_mpi
+def test_two_ranks_with_dropout_make_the_update_of_one_process(tmp_path):
+    """Each rank takes its rows of the one batch-wide mask one process draws (a rank with no rows
+    in the last global batch of 1 sample still draws it); eager numpy and compiled jax."""
+    pairs = ["numpy:float64:drop"] + (["jax:float64:drop:compiled"] if importlib.util.find_spec("jax") else [])
+    done = job("parity", tmp_path, *pairs, timeout=JOB_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    ref_weights, ref_records, _ = train_weights("numpy", "float64", None, epochs=2, dropout=0.2)
+    for pair in pairs:
+        name = pair.replace(":", "-")
+        r0, r1 = (np.load(tmp_path / f"{name}-rank{r}.npz") for r in (0, 1))
+        for k, expected in ref_weights.items():
+            assert np.array_equal(r0[k], r1[k]), f"{pair}: ranks differ in {k}"
+            np.testing.assert_allclose(r0[k], expected, rtol=0, atol=1e-12, err_msg=f"{pair} {k}")
+        records = json.loads((tmp_path / f"{name}-rank0.json").read_text())["records"]
+        for got, want in zip(records, ref_records, strict=True):
+            for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                assert got[col] == pytest.approx(want[col], rel=1e-10, abs=1e-12), (pair, col)
+
+
+@needs_mpi
+@pytest.mark.parametrize("what, named", [
+    ("data values", "training features"), ("data size", "training features"), ("lr", "optimizer"),
+    ("hidden", "model"), ("epochs", "epochs"), ("dtype", "dtype"),
+])
+def test_ranks_started_on_different_runs_are_refused_naming_the_rank_and_what_differs(tmp_path, what, named):
+    done = job("mismatch", tmp_path, what, timeout=JOB_TIMEOUT)
+    assert done.returncode == 0, done.stderr  # no hang, no MPI "Message truncated"
+    for rank in (0, 1):
+        said = (tmp_path / f"mismatch-{rank}.txt").read_text()
+        assert "were not started on the same" in said and f"rank 1 has {named}" in said, said
+    from conftest import tally
+
+    tally("hostile inputs")
+
+
+@needs_mpi
+def test_a_usage_error_on_one_rank_only_ends_the_whole_job(tmp_path):
+    """``--lr -1`` on rank 1 only: argparse refuses it there; rank 0 must not wait for ever."""
+    from procs import run
+
+    common = ["-m", "xpnet", "train", "--dataset", "iris", "--epochs", "2", "--no-plot"]
+    args = [MPIEXEC, "-n", "1", sys.executable, *common, "--out", str(tmp_path / "o"), ":",
+            "-n", "1", sys.executable, *common, "--lr", "-1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = run(args, timeout=JOB_TIMEOUT, env=env)
+    assert done.returncode != 0
+    assert "--lr" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    from conftest import tally
+
+    tally("hostile inputs")
 
 
 @needs_mpi

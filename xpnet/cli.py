@@ -834,6 +834,10 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        if e.code:  # under mpiexec the other ranks would wait for this one for ever: end the job
+            from .parallel import abort_launched
+
+            abort_launched(int(e.code))
         return int(e.code or 0)
     if args.version:
         from . import __version__

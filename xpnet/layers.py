@@ -324,6 +324,7 @@ class Dropout(Layer):
         self.rng = as_rng(rng)
         self.mask = None
         self.freeze = False
+        self.rows = None  # (lo, hi, total): draw a mask for ``total`` rows and keep rows lo:hi
 
     def forward(self, x, train: bool = True):
         if not train:
@@ -333,8 +334,19 @@ class Dropout(Layer):
         return x * self.mask
 
     def draw_mask(self, shape: tuple, dtype) -> np.ndarray:
-        """The next mask from the layer's generator, on the host: 1 keeps a unit, 0 drops it."""
-        return (self.rng.random(shape) >= self.ratio).astype(dtype)
+        """The next mask from the layer's generator, on the host: 1 keeps a unit, 0 drops it.
+
+        With ``rows = (lo, hi, total)`` (set by data-parallel training, where this process holds
+        rows lo:hi of a global batch of ``total``) the mask of the whole batch is drawn and its
+        rows lo:hi kept: the ranks' masks are then the rows of the one mask a single process
+        draws, and every rank's generator stays at the same point."""
+        if self.rows is None:
+            return (self.rng.random(shape) >= self.ratio).astype(dtype)
+        lo, hi, total = self.rows
+        if shape[0] != hi - lo:
+            raise ShapeError(f"Dropout was told it holds rows {lo}:{hi} of a batch of {total}, but its input "
+                             f"has {shape[0]} rows")
+        return (self.rng.random((total, *shape[1:]))[lo:hi] >= self.ratio).astype(dtype)
 
     def backward(self, dout):
         return dout * self._cached(self.mask)

@@ -26,6 +26,7 @@ This is the only module that imports mpi4py, and only when :func:`world` finds a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -104,6 +105,30 @@ def world() -> Communicator | None:
     return comm if comm.size > 1 else None
 
 
+def abort_launched(code: int) -> None:
+    """End the whole MPI job from a rank that fails before it joins the others (a usage error on
+    one rank only would leave them waiting in their first collective for ever); nothing when no
+    launcher started several ranks, or mpi4py is missing."""
+    if launched_size() <= 1:
+        return
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return
+    time.sleep(OUTPUT_DRAIN_SECONDS)  # let the launcher pass the message on first
+    MPI.COMM_WORLD.Abort(code)
+    os._exit(code)
+
+
+def fingerprint(a) -> tuple | None:
+    """``(shape, dtype, CRC32 of the bytes)`` of an array (None for None): what tells the ranks
+    whether they were given the same data."""
+    if a is None:
+        return None
+    host = np.ascontiguousarray(to_numpy(a))
+    return tuple(host.shape), host.dtype.name, zlib.crc32(host.tobytes())
+
+
 def shards(n: int, batch_size: int, rank: int, size: int):
     """``(lo, hi, share)`` per global batch of ``n`` samples in batches of ``batch_size``: this
     rank's contiguous slice ``order[lo:hi]`` and its weight ``(hi - lo) / global batch``.
@@ -115,6 +140,39 @@ def shards(n: int, batch_size: int, rank: int, size: int):
         b = min(batch_size, n - start)
         lo, hi = start + rank * b // size, start + (rank + 1) * b // size
         yield lo, hi, (hi - lo) / b
+
+
+@contextlib.contextmanager
+def batch_rows(model, lo: int, hi: int, total: int):
+    """While this rank computes its rows ``lo:hi`` of a global batch of ``total``: the layers that
+    draw random numbers per sample (Dropout's masks) draw the whole batch's and keep those rows
+    (see :meth:`xpnet.Dropout.draw_mask`), so N ranks use the one mask one process draws. With no
+    rows (``lo == hi``) the batch's masks are drawn all the same, and none kept: every rank's
+    generators stay at the same point."""
+    drawing = [layer for layer in model.layers if hasattr(layer, "rows") and hasattr(layer, "draw_mask")]
+    for layer in drawing:
+        layer.rows = (lo, hi, total)
+    try:
+        yield drawing
+    finally:
+        for layer in drawing:
+            layer.rows = None
+
+
+def draw_without_rows(model, sample, total: int) -> None:
+    """Advance the mask generators as a step on a global batch of ``total`` rows would, for a rank
+    holding none of them; ``sample`` (one training row, shape (1, ...)) gives each Dropout layer's
+    input width through an evaluation forward (which draws nothing and changes no statistics)."""
+    with batch_rows(model, 0, 0, total) as drawing:
+        if not drawing:
+            return
+        x, widths = sample, {}
+        for layer in model.layers:
+            if layer in drawing:
+                widths[id(layer)] = tuple(x.shape[1:])
+            x = layer.forward(x, False)
+        for layer in drawing:
+            layer.draw_mask((0, *widths[id(layer)]), np.float64)
 
 
 class Communicator:
@@ -171,6 +229,25 @@ class Communicator:
             host = np.array(to_numpy(a), order="C", copy=True)
             self.allreduce_(host)
             arrays[key] = from_host_like(host / self.size, a)
+
+    def agree(self, values: dict, what: str = "run") -> None:
+        """Raise :class:`RankMismatchError` on every rank unless every rank holds the same
+        ``values`` (small, picklable: settings, shapes, checksums), naming each rank that differs
+        from rank 0 and in what. One allgather."""
+        every = self.comm.allgather(values)
+        ours = every[0]
+        diffs = []
+        for r, theirs in enumerate(every[1:], 1):
+            keys = [k for k in ours if theirs.get(k) != ours[k]] + [k for k in theirs if k not in ours]
+            if keys:
+                diffs.append(f"rank {r} has " + "; ".join(f"{k} {theirs.get(k)!r} where rank 0 has {ours.get(k)!r}"
+                                                           for k in keys))
+        if diffs:
+            raise RankMismatchError(
+                f"the {self.size} MPI ranks were not started on the same {what}: " + ". ".join(diffs)
+                + ". Every rank must train one model on the same data with the same options: start them all "
+                "with one command line (mpiexec -n N xpnet train ...) on the same files"
+            )
 
     def check_agree(self, groups: dict) -> None:
         """Raise :class:`RankMismatchError` on every rank when the arrays in ``groups`` (a name ->

@@ -360,7 +360,7 @@ class Trainer:
         self.meta = dict(meta or {})
         self.comm, self._update, self._stop = None, optimizer.update, None
         if comm is not None and comm.size > 1:
-            out, log, quiet = self._join(comm, out, log, quiet)
+            out, log, quiet = self._join(comm, out, log, quiet, compile)
         self.log = None if quiet else log
         self.progress, self.quiet = progress, quiet
         self.epoch = 0
@@ -382,7 +382,7 @@ class Trainer:
             )
         self._first_epoch = 0  # the epoch this trainer started from: nothing at or before it is written
 
-    def _join(self, comm, out, log, quiet):
+    def _join(self, comm, out, log, quiet, compile):
         """Train as one of ``comm.size`` ranks: the global batch split evenly, rank 0's weights
         broadcast, gradients averaged by :class:`~xpnet.parallel.DistributedOptimizer` (made in
         ``__init__`` once the step is known: a compiled step's ``apply`` makes the update); only
@@ -395,12 +395,29 @@ class Trainer:
                 f"multiple of {n}; use --batch-size {lower or higher}" + (f" or {higher}" if lower else "")
             )
         m, o = self.model, self.optimizer
+        comm.agree(self._run_description(compile, patience=self.patience, save_every=self.save_every))
         for arrays in (m.params, m.state, *(o.state[s] for s in o.slots)):
             comm.broadcast_(arrays)
         self.comm = comm
         if comm.rank == 0:
             return out, log, quiet
         return None, None, True
+
+    def _run_description(self, compile, **options) -> dict:
+        """What every rank of a data-parallel job must share, checked before the first
+        collective (a difference would train on a mix, or hang): the model, the optimizer and
+        its state's step, the data (shapes and checksums), the batch size, seed and options."""
+        from .parallel import fingerprint
+
+        m, o = self.model, self.optimizer
+        ref = next(iter(m.params.values()))
+        return {"backend": backend_name(ref), "dtype": str(ref.dtype), "model": m.describe(),
+                "loss": type(m.loss_layer).__name__, "optimizer": (type(o).__name__, o.config()),
+                "optimizer step": int(o.state["step"]), "batch size": self.loader.batch_size, "seed": self.seed,
+                "compile": compile, "dataset": self.meta.get("dataset"), **options,
+                **{what: fingerprint(a) for what, a in (("training features", self.x_train),
+                                                        ("training labels", self.t_train),
+                                                        ("test features", self.x_test), ("test labels", self.t_test))}}
 
     @property
     def out(self) -> Path | None:
@@ -674,25 +691,28 @@ class Trainer:
         :func:`~xpnet.parallel.shards`); returns its samples' loss sum over the training set's
         size (the ranks' values add up to the epoch's mean loss). With a compiled step each slice's
         gradient is one compiled call and the update (after the allreduce) another."""
-        from .parallel import shards
+        from .parallel import batch_rows, draw_without_rows, shards
 
         model, update, xp, step = self.model, self._update, self.loader.xp, self.step
-        n, total = self.loader.num_samples, None
+        n, total, b = self.loader.num_samples, None, self.loader.batch_size
         idx_all = from_host_like(self.loader.order().astype(np.int64), self.x_train)
         self._step_losses = []
-        for lo, hi, share in shards(n, self.loader.batch_size, self.comm.rank, self.comm.size):
+        for start, (lo, hi, share) in zip(range(0, n, b), shards(n, b, self.comm.rank, self.comm.size)):
+            rows = (lo - start, hi - start, min(b, n - start))  # this rank's rows of the global batch
             if hi == lo:  # a last global batch smaller than the ranks: nothing to add here
+                draw_without_rows(model, self.x_train[0:1, ...], rows[2])
                 update(model.params, None, 0.0)
                 self._stop_check()
                 continue
             idx = idx_all[lo:hi]
             xb, tb = xp.take(self.x_train, idx, axis=0), xp.take(self.t_train, idx, axis=0)
-            if step is not None:
-                loss, grads = step.gradient(xb, tb)
-            else:
-                loss = model.loss(xb, tb, train=True, check=False)
-                model.backward(input_grad=False)
-                grads = model.grads
+            with batch_rows(model, *rows):
+                if step is not None:
+                    loss, grads = step.gradient(xb, tb)
+                else:
+                    loss = model.loss(xb, tb, train=True, check=False)
+                    model.backward(input_grad=False)
+                    grads = model.grads
             update(model.params, grads, share)
             self._stop_check()
             self._step_losses.append(loss)
@@ -788,6 +808,8 @@ class Trainer:
         if epochs <= self.epoch:
             raise ConfigError(f"epochs is the total number of epochs: {epochs} were asked for, but "
                               f"{self.epoch} have already run; ask for more than {self.epoch}")
+        if self.comm is not None:  # every rank asked for the same number, from the same epoch
+            self.comm.agree({"epochs": epochs, "epoch reached": self.epoch}, "run length")
         self._check_room(epochs)
         if self._good is None or self._good.epoch != self.epoch:  # else keep the state verified at that epoch
             self._good = self._snapshot()
