@@ -67,3 +67,54 @@ def test_a_hand_edited_early_stopping_state_is_a_checkpoint_error(tmp_path, caps
     with pytest.raises(CheckpointError, match="meta.early_stopping"):
         T.Trainer.resume(edited, datasets.digits(), log=None)
     tally("hostile inputs")
+
+
+# ------------------------------------------------------------------ --resume FILE without --out
+def _export(run, capsys):
+    assert cli.main(["export", str(run / "checkpoint.npz"), "--format", "safetensors"]) == 0
+    capsys.readouterr()
+    return run / "checkpoint.safetensors"
+
+
+def test_resume_from_the_runs_own_safetensors_continues_in_its_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(capsys, "--epochs", 2, "--out", run, "--dtype", "float64")
+    st = _export(run, capsys)
+    train(capsys, "--resume", st, "--epochs", 4)
+    assert C.load(run / "checkpoint.npz")[2]["epoch"] == 4
+    tally("resumes compared")
+
+
+def test_resume_from_a_safetensors_in_a_folder_without_checkpoint_npz(tmp_path, capsys):
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    train(capsys, "--epochs", 2, "--out", run, "--dtype", "float64")
+    st = _export(run, capsys)
+    moved.mkdir()
+    for f in (st, run / "history.json", run / "history.csv"):
+        (moved / f.name).write_bytes(f.read_bytes())
+    train(capsys, "--resume", moved / st.name, "--epochs", 3)
+    assert C.load(moved / "checkpoint.npz")[2]["epoch"] == 3
+    tally("resumes compared")
+
+
+def test_resume_from_an_older_file_never_replaces_the_further_run_in_its_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(capsys, "--epochs", 2, "--out", run, "--dtype", "float64")
+    st = _export(run, capsys)
+    train(capsys, "--resume", run / "checkpoint.npz", "--epochs", 4)
+    before = (run / "checkpoint.npz").read_bytes()
+    code = cli.main(["train", "--resume", str(st), "--epochs", "6", "--quiet", "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 1 and "further on than" in err and f"--resume {run / 'checkpoint.npz'}" in err, err
+    assert (run / "checkpoint.npz").read_bytes() == before
+    tally("hostile inputs")
+
+
+def test_the_fix_named_for_a_folder_holding_a_run_is_a_file_that_exists(tmp_path, capsys):
+    folder = tmp_path / "histories-only"
+    folder.mkdir()
+    (folder / "history.json").write_text("{}")
+    code = cli.main(["train", "--dataset", "iris", "--epochs", "1", "--out", str(folder), "--quiet", "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 1 and "already holds another run" in err and "--resume" not in err, err
+    tally("hostile inputs")

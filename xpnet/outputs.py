@@ -173,17 +173,46 @@ def claim_output(folder, overwrite: bool = False, resumed_from=None, need_bytes:
             "wait for it to end or choose another --out DIR"
         )
     out = Output(folder, fd)
-    if overwrite or _same_file(resumed_from, folder / CHECKPOINT_NAME):
+    if overwrite or _same_file(resumed_from, folder / CHECKPOINT_NAME) or _continues(resumed_from, folder):
         return out
     if any((folder / name).exists() for name in RUN_FILES):
         out.close()
         ckpt_path = folder / CHECKPOINT_NAME
+        resumable = [p for p in (ckpt_path, *sorted(folder.glob("*.safetensors"))) if p.is_file()]
+        cont = f"continue it with --resume {os.fspath(resumable[0])}, " if resumable else ""
+        later = ""
+        if resumed_from is not None and _same_file(Path(resumed_from).parent, folder):
+            later = (f" that is further on than {os.fspath(resumed_from)!r}: continuing that file here would replace "
+                     f"it")
         raise OutputError(
-            f"output directory {os.fspath(folder)!r} already holds another run ({_run_summary(folder)}); "
-            f"continue it with --resume {os.fspath(ckpt_path)}, choose another --out DIR, or pass "
+            f"output directory {os.fspath(folder)!r} already holds another run ({_run_summary(folder)}){later}; "
+            f"{cont}choose another --out DIR, or pass "
             "--overwrite (overwrite=True) to replace it once the new run has completed an epoch"
         )
     return out
+
+
+def _epoch_of(path) -> int | None:
+    try:
+        return int(ckpt.describe_file(path)["meta"].get("epoch", 0))
+    except Exception:  # unreadable: not a run this one may continue
+        return None
+
+
+def _continues(resumed_from, folder: Path) -> bool:
+    """Whether a run resumed from ``resumed_from`` (another checkpoint file in ``folder``, such
+    as the run's own safetensors export) continues the run that ``folder`` holds: the folder's
+    ``checkpoint.npz`` is absent, or not further on than that file (so nothing is lost when the
+    resumed run replaces it)."""
+    if resumed_from is None or not _same_file(Path(resumed_from).parent, folder):
+        return False
+    resumed = _epoch_of(resumed_from)
+    if resumed is None:
+        return False
+    if not (folder / CHECKPOINT_NAME).exists():
+        return True
+    saved = _epoch_of(folder / CHECKPOINT_NAME)
+    return saved is not None and saved <= resumed
 
 
 def claim_fresh_output(base) -> Output:
