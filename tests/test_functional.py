@@ -98,3 +98,108 @@ def test_functions_do_not_need_a_backend_switch(be, rng):
         for f in (F.softmax, F.log_softmax, F.sigmoid, F.relu):
             y = f(x)
             assert xpnet.backend_name(y) == be.name and y.dtype == be.dtype
+
+
+# ---------------------------------------------------------------------- the overflow guard
+def _spy_scalar_uploads(monkeypatch, torch) -> list:
+    """Count the tensors torch makes from Python numbers (``torch.asarray(0.5, device=...)``):
+    on a CUDA device each is a host-to-device copy. array-api-compat's torch wrapper makes one
+    for a Python scalar operand of ``maximum`` / ``minimum`` (``asarray``), of ``clip``
+    (``as_tensor``)."""
+    calls = []
+    for name in ("asarray", "as_tensor", "tensor"):
+        real = getattr(torch, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            data = a[0] if a else k.get("obj", k.get("data"))
+            if isinstance(data, (int, float)):
+                calls.append(_name)
+            return _real(*a, **k)
+
+        monkeypatch.setattr(torch, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+@pytest.mark.parametrize("loss, outputs", [("softmax", 3), ("sigmoid", 1)])
+def test_training_steps_upload_no_scalar_for_the_overflow_guard(monkeypatch, loss, outputs, optimizer):
+    """The guard's bound ``h - finfo.max`` (and the sigmoid loss's clamp) was a Python float:
+    one upload per step (5 in 5 steps). A kept 0-d tensor per batch size: none after the first."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    be = xpnet.get_backend("torch", dtype="float32")
+    model = xpnet.mlp([6, 8, outputs], loss=loss, batchnorm=True, dropout=0.1, backend=be)
+    opt = getattr(xpnet, optimizer)(lr=0.01)
+    rng = np.random.default_rng(0)
+    batches = [(be.asarray(rng.standard_normal((n, 6))), be.asarray(rng.integers(0, 2, n))) for n in (10, 4)]
+
+    def step(x, t):
+        opt.update(model.params, model.gradient(x, t, check=False))
+        for f in (F.softmax, F.log_softmax, F.logsumexp, F.relu, F.softplus):
+            f(x)
+        return model.accuracy(x, t, check=False)
+
+    for x, t in batches:  # a full and a last, smaller batch: their bounds are made once
+        step(x, t)
+    calls = _spy_scalar_uploads(monkeypatch, torch)
+    be.xp.maximum(batches[0][0], 0.5)
+    assert calls == ["asarray"]  # the spy sees what the guard used to do
+    calls.clear()
+    for i in range(6):
+        step(*batches[i % 2])
+    assert calls == []
+
+
+def test_the_overflow_guard_is_bit_identical_to_its_python_float_form(be, rng):
+    M = float(np.finfo(be.dtype_name).max)
+    s = np.concatenate([rng.standard_normal((6, 5)) * 30,
+                        [[M, -M, 0.0, 1.0, -1.0], [-M, -M, -0.9 * M, -M, -M], [0.5 * M, -M, 0.4 * M, M, 0.0],
+                         [-M, -0.99 * M, -M, -M, -0.98 * M]]])
+    x, xp = be.asarray(s), be.xp
+    for h in (None, 0.5 * M / s.shape[0], 1.0):
+        xs, m = F._raised(x, -1, xp, h)
+        hh = 0.5 * M if h is None else h
+        lo = xp.maximum(m, hh - M) - hh  # the form it replaces: a Python float operand
+        np.testing.assert_array_equal(xpnet.to_numpy(xs), xpnet.to_numpy(xp.maximum(x, lo)))
+    np.testing.assert_array_equal(xpnet.to_numpy(F.relu(x)), xpnet.to_numpy(xp.maximum(x, 0.0)))
+
+
+def _cross_entropy_f64(s: np.ndarray, t: np.ndarray) -> float:
+    """Mean cross-entropy in Python floats (float64): ``x - m`` may become -inf, never NaN."""
+    losses = []
+    for row, label in zip(s.astype(np.float64).tolist(), t.tolist(), strict=True):
+        m = max(row)
+        lse = m + math.log(math.fsum(math.exp(v - m) for v in row))
+        losses.append(lse - row[label])
+    return math.fsum(losses) / len(losses)
+
+
+def test_cross_entropy_of_scores_at_the_dtype_limit_equals_a_float64_reference(be):
+    """``x - max`` overflows here without the guard (``-M - M``), and ``-inf * 0`` is NaN. Each
+    sample's loss stays below ``finfo.max / 2N``, the guard's cap."""
+    M = float(np.finfo(be.dtype_name).max)
+    s = np.array([[M, -M, 0.97 * M], [-M, -0.99 * M, -M], [0.5 * M, -M, 0.0], [1.0, -M, 2.0]],
+                 dtype=be.dtype_name)
+    t = np.array([2, 1, 0, 0])
+    expected = _cross_entropy_f64(s, t)
+    assert 0.005 * M < expected < 0.01 * M  # huge, yet finite in the dtype
+    assert_close(xpnet.cross_entropy(be.asarray(s), be.asarray(t)), expected, be, rtol=1e-6, atol=0)
+    assert_close(xpnet.SoftmaxWithLoss().forward(be.asarray(s), be.asarray(t)), expected, be, rtol=1e-6, atol=0)
+
+
+def test_kept_guard_constants_never_hold_inference_or_traced_arrays():
+    """A bound first made under ``torch.inference_mode`` still serves autograd later, and one
+    made inside ``jax.jit`` is not kept (it would be a leaked tracer)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    xpnet.backend._constants.clear()
+    x = torch.tensor([[1.0, 2.0, -3.0]], dtype=torch.float64)
+    with torch.inference_mode():
+        first = F.softmax(x)
+    assert xpnet.backend._constants and not any(c.is_inference() for c in xpnet.backend._constants.values())
+    leaf = x.clone().requires_grad_(True)
+    F.softmax(leaf)[0, 0].backward()
+    assert torch.isfinite(leaf.grad).all()
+    np.testing.assert_allclose(first.numpy(), ref.softmax(x.numpy()), rtol=1e-12)
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    xj = xpnet.get_backend("jax", dtype="float32").asarray(np.array([[1.0, 2.0, -3.0]]))
+    traced = jax.jit(F.softmax)(xj)
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(F.softmax(xj)), rtol=1e-6)

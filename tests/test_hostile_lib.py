@@ -502,6 +502,141 @@ def test_jax_float32_message_tells_how_to_get_float64():
     assert float(out.split("WORST")[1]) < 1e-6, out
 
 
+# ---------------------------------------------------------------------- 14. half precision
+HALF = [("torch", "bfloat16"), ("torch", "float16"), ("numpy", "float16"), ("dask", "float16"),
+        ("jax", "bfloat16"), ("jax", "float16")]
+FIX = {"torch": "x.float()", "numpy": "x.astype(np.float32)", "jax": "x.astype(jnp.float32)",
+       "dask": "xp.astype(x, xp.float32)"}
+
+
+def _half(lib: str, name: str, values: np.ndarray):
+    """``values`` as a ``lib`` array of dtype ``name``, made by the library itself."""
+    if lib == "torch":
+        import torch
+
+        return torch.asarray(values).to(getattr(torch, name))
+    if lib == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(values, dtype=getattr(jnp, name))
+    if lib == "dask":
+        import dask.array as da
+
+        return da.from_array(values.astype(name))
+    return values.astype(name)
+
+
+def _as_the_message_says(lib: str, a):
+    """``a`` cast the way the error message tells (FIX)."""
+    if lib == "torch":
+        return a.float()
+    if lib == "jax":
+        import jax.numpy as jnp
+
+        return a.astype(jnp.float32)
+    if lib == "numpy":
+        return a.astype(np.float32)
+    xp = xpnet.backend.namespace(a)
+    return xp.astype(a, xp.float32)
+
+
+HALF_ENTRIES = {  # (model, its backend, features x (4, 4), scores s (4, 3), labels t (4,)) -> a call
+    "Sequential.predict": lambda m, be, x, s, t: m.predict(x),
+    "Sequential.accuracy": lambda m, be, x, s, t: m.accuracy(x, t),
+    "Sequential.gradient": lambda m, be, x, s, t: m.gradient(x, t),
+    "Sequential.loss": lambda m, be, x, s, t: m.loss(x, t),
+    "Sequential.gradient_check": lambda m, be, x, s, t: m.gradient_check(x, t, dtype="float32", eps=1e-2),
+    "to_backend numpy": lambda m, be, x, s, t: xpnet.to_backend(x, "numpy"),
+    "to_backend own": lambda m, be, x, s, t: xpnet.to_backend(x, be),
+    "Backend.asarray": lambda m, be, x, s, t: be.asarray(x),
+    "Backend.asarray numpy": lambda m, be, x, s, t: xpnet.get_backend("numpy").asarray(x),
+    "from_host_like": lambda m, be, x, s, t: xpnet.backend.from_host_like(x, m.params["W1"]),
+    "xpnet.accuracy": lambda m, be, x, s, t: xpnet.accuracy(s, t),
+    "xpnet.cross_entropy": lambda m, be, x, s, t: xpnet.cross_entropy(s, t),
+    "softmax": lambda m, be, x, s, t: xpnet.softmax(s),
+    "log_softmax": lambda m, be, x, s, t: xpnet.log_softmax(s),
+    "logsumexp": lambda m, be, x, s, t: xpnet.logsumexp(s),
+    "SoftmaxWithLoss": lambda m, be, x, s, t: xpnet.SoftmaxWithLoss().forward(s, t),
+    "SigmoidWithLoss": lambda m, be, x, s, t: xpnet.SigmoidWithLoss().forward(s[:, :1], t),
+}
+MODULES = {"torch": "torch", "numpy": "numpy", "dask": "dask.array", "jax": "jax"}
+
+
+@pytest.mark.parametrize("entry", list(HALF_ENTRIES))
+@pytest.mark.parametrize("lib, name", HALF, ids=[f"{lib}-{name}" for lib, name in HALF])
+def test_half_precision_is_refused_with_the_cast_that_fixes_it(lib, name, entry):
+    """float16 / bfloat16 features, scores or data to move: a DTypeError naming the dtype, what
+    xpnet computes in and the cast; that cast then makes the same call work."""
+    pytest.importorskip(MODULES[lib], reason=f"{lib} is not installed")
+    be = xpnet.get_backend(lib, dtype="float32")
+    model = xpnet.mlp([4, 3], backend=be)
+    values = np.random.default_rng(0).standard_normal((4, 4))
+    x, s, t = _half(lib, name, values), _half(lib, name, values[:, :3]), be.asarray(np.array([0, 1, 0, 1]))
+    call = HALF_ENTRIES[entry]
+    with pytest.raises(xpnet.DTypeError) as e:
+        call(model, be, x, s, t)
+    msg = str(e.value)
+    assert f"dtype {name} is not supported" in msg and "float32 or float64" in msg and FIX[lib] in msg, msg
+    call(model, be, _as_the_message_says(lib, x), _as_the_message_says(lib, s), t)
+    tally("hostile inputs", 1)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_a_model_with_half_precision_parameters_is_refused(lib):
+    pytest.importorskip(lib, reason=f"{lib} is not installed")
+    be = xpnet.get_backend(lib, dtype="float32")
+    rng = np.random.default_rng(0)
+    model = xpnet.Sequential([xpnet.Affine(_half(lib, "float16", rng.standard_normal((4, 3))),
+                                           _half(lib, "float16", np.zeros(3)))])
+    x, t = be.asarray(rng.standard_normal((2, 4))), be.asarray(np.array([0, 2]))
+    for call in (lambda: model.predict(x), lambda: model.gradient(x, t), lambda: model.accuracy(x, t)):
+        with pytest.raises(xpnet.DTypeError, match=r"the model's parameters: dtype float16 is not supported"):
+            call()
+    tally("hostile inputs", 3)
+
+
+def test_torch_bfloat16_read_back_names_the_cast_and_float16_still_reads_back():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    with pytest.raises(xpnet.DTypeError, match=r"to_numpy: dtype bfloat16 .*float32 or float64.*x\.float\(\)"):
+        xpnet.to_numpy(torch.ones(2, dtype=torch.bfloat16))
+    half = xpnet.to_numpy(torch.tensor([0.5, -2.0], dtype=torch.float16))  # reading back loses nothing
+    assert half.dtype == np.float16 and half.tolist() == [0.5, -2.0]
+    tally("hostile inputs", 1)
+
+
+BF16_WITHOUT_ML_DTYPES = """
+import sys
+sys.modules["ml_dtypes"] = None  # as where jax is not imported: NumPy has no bfloat16
+import numpy as np, torch, xpnet
+from xpnet.backend import dtype_name, host_dtype
+assert dtype_name(torch.bfloat16) == "bfloat16"
+x = torch.ones((2, 4), dtype=torch.bfloat16)
+model = xpnet.mlp([4, 3], backend="torch")
+for call in (lambda: host_dtype(torch.bfloat16), lambda: model.predict(x),
+             lambda: model.accuracy(x, torch.tensor([0, 1])), lambda: xpnet.to_backend(x, "numpy")):
+    try:
+        call()
+        print("NO ERROR")
+    except xpnet.DTypeError as e:
+        print("REFUSED", e)
+"""
+
+
+def test_torch_bfloat16_is_refused_where_numpy_has_no_bfloat16():
+    """The reported TypeError ("data type 'bfloat16' not understood") came from mapping torch's
+    bfloat16 to NumPy in a process without ml_dtypes (no jax imported): a fresh process."""
+    pytest.importorskip("torch", reason="torch is not installed")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(xpnet.__file__)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    p = run([sys.executable, "-c", BF16_WITHOUT_ML_DTYPES], timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("REFUSED") for line in lines), p.stdout
+    assert all("bfloat16 is not supported" in line and "float32 or float64" in line for line in lines), p.stdout
+    assert all("x.float()" in line for line in lines[1:]), p.stdout
+    tally("hostile inputs", 4)
+
+
 # ---------------------------------------------------------------------- further cases of the same classes
 def test_further_raw_errors_and_silent_answers_are_named(be, model, rng):
     t = ints(be, [0, 1, 2, 1])
