@@ -127,6 +127,25 @@ def test_a_damaged_entry_is_a_note_then_healed(tmp_path):
 
 
 @needs_jax
+def test_an_entry_that_is_a_folder_is_removed_and_rewritten(tmp_path):
+    """A folder where an executable's file should be (a copy gone wrong): jax can neither read nor
+    replace it; it is removed when the next run starts, not reported as '0 file(s) removed' and
+    kept on every run."""
+    cache = tmp_path / "cache"
+    _, first = _train(tmp_path, "a", cache)
+    for entry in cache.iterdir():
+        entry.unlink()
+        (entry / "inside").mkdir(parents=True)
+    done, second = _train(tmp_path, "b", cache)
+    assert "0 file(s) removed" not in done.stdout and "Warning" not in done.stderr, done.stdout
+    assert _strip_times(second) == _strip_times(first)
+    assert not any(p.is_dir() for p in cache.iterdir())
+    assert any(p.name.startswith("jit_pure_epoch") for p in cache.iterdir())  # written afresh
+    done, _ = _train(tmp_path, "c", cache)
+    assert "note:" not in done.stdout and "Warning" not in done.stderr
+
+
+@needs_jax
 def test_an_unusable_folder_is_a_note_and_the_run_goes_on(tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("data")

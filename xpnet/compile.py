@@ -54,6 +54,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -126,6 +127,15 @@ def cache_setting(path=None) -> tuple[Path | None, str]:
     return path, "on"
 
 
+def _drop_folders(folder: Path) -> None:
+    """Remove folders found among the cache's entries (jax writes files only; a folder in an
+    entry's place, from a copy gone wrong, could be neither read nor replaced, run after run)."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def use_cache(path=None) -> tuple[Path | None, str]:
     """Keep jax's compiled executables in the folder ``path`` across processes (jax's persistent
     compilation cache, every executable however quick its compile). ``path=None`` reads
@@ -138,6 +148,7 @@ def use_cache(path=None) -> tuple[Path | None, str]:
     folder, why = cache_setting(path)
     if folder is None:
         return folder, why
+    _drop_folders(folder)
     settings = {"jax_compilation_cache_dir": str(folder), "jax_persistent_cache_min_compile_time_secs": 0}
     jax = sys.modules.get("jax")
     if jax is not None and hasattr(jax, "config"):
@@ -499,8 +510,8 @@ class JaxStep:
                 continue
             removed = 0
             for entry in Path(folder).glob(f"{glob.escape(found.group(1))}-*"):
-                with contextlib.suppress(OSError):
-                    entry.unlink()
+                with contextlib.suppress(OSError):  # a folder in an entry's place is removed too
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
                     removed += 1
             self.notes.append(f"the compile cache in {folder!r} held an entry that could not be read "
                               f"({text.split(': ', 1)[-1][:120]}); compiled afresh, and {removed} file(s) "
