@@ -288,12 +288,13 @@ def _hashable(value):
     return value
 
 
-def _model_key(model: Sequential, optimizer: Optimizer) -> tuple:
+def _model_key(model: Sequential, optimizer: Optimizer, shapes: bool = True) -> tuple:
     """Everything a compiled step reads besides its array inputs: the layers (the objects and
     their settings: a Dropout ratio, BatchNormalization's momentum), the loss layer, the
     parameters' names, shapes and dtypes, and every hyper-parameter of the optimizer but the
     learning rate (an input). A change to any of them gives another key, so the step is compiled
-    (or captured) again instead of running with a stale value baked in."""
+    (or captured) again instead of running with a stale value baked in. ``shapes=False`` leaves
+    the parameters' shapes and dtypes out (a CUDA graph's static buffers refuse such a change)."""
     params = model.params.items()
     seen: dict = {}
     for key, p in params:  # one buffer under two names: donated twice (jax), written twice (a graph)
@@ -303,7 +304,7 @@ def _model_key(model: Sequential, optimizer: Optimizer) -> tuple:
                               "updates each parameter in place once, so it cannot train shared weights. Give each "
                               "layer its own copy (xp.asarray(W, copy=True)), or train eagerly (--compile off)")
     return (tuple((layer, _hashable(layer.config())) for layer in model.layers), model.loss_layer,
-            tuple((k, tuple(p.shape), str(p.dtype)) for k, p in params),
+            tuple((k, tuple(p.shape), str(p.dtype)) for k, p in params) if shapes else len(params),
             type(optimizer), _hashable({k: v for k, v in optimizer.config().items() if k != "lr"}))
 
 
@@ -877,7 +878,7 @@ class GraphStep:
         check_same_backend(x, self._ref, "captured step input")
         check_same_backend(t, self._ref, "captured step targets")
         o = self.optimizer
-        model = _model_key(self.model, o)
+        model = _model_key(self.model, o, shapes=False)
         if model != self._model:  # a layer, a setting or a hyper-parameter changed: capture afresh
             self._graphs.clear()
             self._statics, self._model = None, model
