@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import weakref
 
 import numpy as np
 
@@ -102,6 +103,11 @@ def init_std(init, fan_in: int) -> float:
     return std
 
 
+# every layer alive: where an optimizer finds the layers that hold an array it must replace
+# (see Optimizer.update: jax and dask arrays cannot change in place)
+LIVE_LAYERS: weakref.WeakSet = weakref.WeakSet()
+
+
 class Layer:
     """Base: no parameters, nothing cached. Subclasses override ``forward``/``backward``."""
 
@@ -110,6 +116,7 @@ class Layer:
 
     def __init__(self):
         self.params, self.grads = {}, {}
+        LIVE_LAYERS.add(self)
 
     def forward(self, x, train: bool = True):
         raise NotImplementedError

@@ -17,10 +17,11 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import weakref
 
 from .backend import dtype_name, is_writeable, materialize, namespace, sub_scaled_
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
-from .layers import check_param, number_arg
+from .layers import LIVE_LAYERS, check_param, number_arg
 
 
 def _check_positive(name: str, value) -> float:
@@ -58,6 +59,7 @@ class Optimizer:
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
         self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
         self._params = None  # the params mapping this optimizer's state belongs to
+        self._holders: dict = {}  # key -> [(layer ref, name)]: layers holding a user's array (see _bind)
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
@@ -78,7 +80,11 @@ class Optimizer:
             if seen[1]:
                 self.update_inplace(key, p, g, xp)
             else:
-                params[key] = materialize(p - self.delta(key, p, g, xp))
+                params[key] = new = materialize(p - self.delta(key, p, g, xp))
+                for ref, name in self._holders.get(key, ()):  # the layers built from the user's arrays
+                    layer = ref()
+                    if layer is not None and layer.params.get(name) is p:
+                        layer.params[name] = new
 
     def _bind(self, params, items) -> None:
         """Tie the state to ``params``: refuse another model's (the state would be shared)."""
@@ -93,6 +99,7 @@ class Optimizer:
                                   f"belongs to that model. Create one optimizer per model")
         for key, p in items:
             check_param(p, f"params[{key!r}]", like=items[0][1])
+        self._holders = _holders(params, items)
         shapes = {k: tuple(p.shape) for k, p in items}
         for slot in self.slots:
             for k, v in self.state[slot].items():
@@ -144,6 +151,28 @@ class Optimizer:
         """Every hyper-parameter (``hyper``) by name: what a checkpoint saves and what a
         compiled step's cache key holds."""
         return {name: getattr(self, name) for name in self.hyper}
+
+
+def _holders(params, items) -> dict:
+    """For a dict of the user's own (the textbook's ``net.params``, whose arrays the user also
+    gave to layers: ``Affine(params["W1"], params["b1"])``), the layers holding each array, by
+    key: ``{key: [(weak reference to the layer, its parameter name)]}``. An array that cannot
+    change in place (jax, dask) is replaced by a new one in ``params`` and in those layers, so the
+    layers see every update, as they do on numpy and torch. A model's own ``params`` (a live view
+    onto its layers) needs none."""
+    if not isinstance(params, dict):
+        return {}
+    by_id = {id(p): k for k, p in items}
+    found: dict = {}
+    for layer in list(LIVE_LAYERS):
+        layer_params = getattr(layer, "params", None)
+        if not isinstance(layer_params, dict) or layer_params is params:
+            continue
+        for name, a in layer_params.items():
+            key = by_id.get(id(a))
+            if key is not None:
+                found.setdefault(key, []).append((weakref.ref(layer), name))
+    return found
 
 
 class SGD(Optimizer):
