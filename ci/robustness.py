@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = [  # the tests that attack xpnet: hostile inputs, faults, lost work
     "tests/test_hostile.py", "tests/test_hostile_lib.py", "tests/test_hostile_cli.py",
     "tests/test_backend_seam.py", "tests/test_faults.py", "tests/test_lost_work.py", "tests/test_parallel.py",
-    "tests/test_compile.py", "tests/test_graphs.py", "tests/test_export.py",
+    "tests/test_compile.py", "tests/test_graphs.py", "tests/test_export.py", "tests/test_stale.py",
+    "tests/test_interrupts.py", "tests/test_resume_exact.py", "tests/test_outputs.py",
 ]
 
 
