@@ -13,7 +13,6 @@ every backend.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import weakref
 
@@ -21,37 +20,8 @@ import numpy as np
 
 from . import functional as F
 from .backend import Backend, check_same_backend, dtype_name, from_host_like, host_dtype, namespace, resolve
+from .checks import as_rng, number_arg, size_arg  # noqa: F401 (as_rng, size_arg: part of this module's API)
 from .errors import BackendMismatchError, CallOrderError, ConfigError, DTypeError, ShapeError
-
-
-def as_rng(rng) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed (int >= 0), a Generator, or None (seed 0)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ConfigError(f"a random seed must be an integer >= 0, got {rng}; use e.g. seed=0")
-        return np.random.default_rng(int(rng))
-    raise ConfigError(f"rng must be an int seed >= 0 or a numpy.random.Generator, got {rng!r}")
-
-
-def size_arg(name: str, value, least: int = 1) -> int:
-    """``value`` as an int >= ``least``; refuses floats (4.9), bools and strings."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    return int(value)
-
-
-def number_arg(name: str, value) -> float:
-    """``value`` as a finite float; refuses strings, bools, None, NaN and inf."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    return v
 
 
 def check_param(a, name: str, like=None):

@@ -15,29 +15,12 @@ dtype as the parameters) before any parameter changes.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 import weakref
 
 from .backend import dtype_name, is_writeable, materialize, namespace, sub_scaled_
+from .checks import fraction_arg, non_negative_arg, positive_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
-from .layers import LIVE_LAYERS, check_param, number_arg
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not (v > 0 and math.isfinite(v)):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
-def _check_fraction(name: str, value) -> float:
-    v = number_arg(name, value)
-    if not 0.0 <= v < 1.0:
-        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-    return v
+from .layers import LIVE_LAYERS, check_param
 
 
 class Optimizer:
@@ -51,10 +34,8 @@ class Optimizer:
     hyper: tuple[str, ...] = ("lr", "weight_decay")
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0):
-        self.lr = _check_positive("learning rate (lr)", lr)
-        if not number_arg("weight_decay", weight_decay) >= 0:
-            raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-        self.weight_decay = float(weight_decay)
+        self.lr = positive_arg("learning rate (lr)", lr)
+        self.weight_decay = non_negative_arg("weight_decay", weight_decay)
         self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
         self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
@@ -193,7 +174,7 @@ class Momentum(Optimizer):
     hyper = ("lr", "momentum", "weight_decay")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
-        self.momentum = _check_fraction("momentum", momentum)
+        self.momentum = fraction_arg("momentum", momentum)
         super().__init__(lr, weight_decay)
 
     def delta(self, key, p, g, xp):
@@ -219,7 +200,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
-        self.eps = _check_positive("eps", eps)
+        self.eps = positive_arg("eps", eps)
 
     def delta(self, key, p, g, xp):
         h = self._set("h", key, self._slot("h", key, p, xp) + g * g)
@@ -234,8 +215,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
-        self.decay_rate = _check_fraction("decay_rate", decay_rate)
-        self.eps = _check_positive("eps", eps)
+        self.decay_rate = fraction_arg("decay_rate", decay_rate)
+        self.eps = positive_arg("eps", eps)
 
     def delta(self, key, p, g, xp):
         r = self.decay_rate
@@ -254,9 +235,9 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-7, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
-        self.beta1 = _check_fraction("beta1", beta1)
-        self.beta2 = _check_fraction("beta2", beta2)
-        self.eps = _check_positive("eps", eps)
+        self.beta1 = fraction_arg("beta1", beta1)
+        self.beta2 = fraction_arg("beta2", beta2)
+        self.eps = positive_arg("eps", eps)
 
     def delta(self, key, p, g, xp):
         b1, b2, t = self.beta1, self.beta2, self.state["step"]

@@ -12,8 +12,9 @@ Removing the file without letting two runs in: the releasing run removes the fil
 still holds the lock*, then closes it. A run that opened the file just before it was removed
 gets the lock on the removed file once it is closed, so after locking, a run checks that the
 file it holds is still the one at ``.xpnet.lock`` (same device and inode); if not, it opens
-the path again. Whoever holds the lock on the file at that path holds the folder. :func:`claim_fresh_output` picks ``base``, ``base-2``,
-``base-3``... for the default folder, which never refuses and never overwrites.
+the path again. Whoever holds the lock on the file at that path holds the folder.
+:func:`claim_fresh_output` picks ``base``, ``base-2``, ``base-3``... for the default folder,
+which never refuses and never overwrites.
 """
 
 from __future__ import annotations
