@@ -36,20 +36,23 @@ def number_arg(name: str, value) -> float:
     return v
 
 
+def _bounded(name: str, value, ok, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and ok(v)):
+        raise ConfigError(f"{name} must be a finite number {what}, got {value!r}")
+    return v
+
+
 def positive_arg(name: str, value) -> float:
     """``value`` as a finite float > 0."""
-    v = number_arg(name, value)
-    if not v > 0:
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
+    return _bounded(name, value, lambda v: v > 0, "> 0")
 
 
 def non_negative_arg(name: str, value) -> float:
     """``value`` as a finite float >= 0."""
-    v = number_arg(name, value)
-    if not v >= 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
+    return _bounded(name, value, lambda v: v >= 0, ">= 0")
 
 
 def fraction_arg(name: str, value) -> float:
