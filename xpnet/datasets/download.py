@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..checkpoint import atomic_file
+from ..atomic import atomic_file
 from ..errors import DataError
 from . import idx
 
