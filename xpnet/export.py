@@ -4,9 +4,10 @@ Needs the ``export`` extra (``pip install 'xpnet[export]'``: onnx, onnxruntime, 
 they are imported only when an export runs, never by ``import xpnet``.
 
 **ONNX** (opset :data:`OPSET`, IR version :data:`IR_VERSION`, batch axis dynamic): one small
-function per layer type builds its nodes with the ``onnx`` helpers, walking the same layer list
-the model walks. The graph starts with the dataset's scaling ``(x - offset) / divisor`` so it
-takes the raw features ``xpnet predict`` takes, and ends with scores, or with probabilities
+function per layer type (its entry's ``onnx`` in :mod:`xpnet.registry`) builds its nodes with the
+``onnx`` helpers, walking the same layer list the model walks. The graph starts with the
+dataset's scaling ``(x - offset) / divisor`` so it takes the raw features ``xpnet predict``
+takes, and ends with scores, or with probabilities
 (Softmax, or Sigmoid for a one-output binary classifier) when asked. Layers: Affine (N-D input
 flattened, as the layer does), MatMul, ReLU, Sigmoid, Tanh, Softmax, BatchNormalization in
 evaluation form (running statistics; the layer's eps added to the running variance), Dropout in evaluation form
@@ -17,9 +18,10 @@ xpnet's to float32 precision), and a weight beyond float32's range is refused.
 
 **safetensors**: the arrays of an xpnet checkpoint under the same names (``param/W1``,
 ``state/running_mean1``, ``opt/m/W1``...) with xpnet's JSON description in the header metadata
-under ``__xpnet__``. :func:`read_safetensors` gives back exactly what
-:func:`xpnet.checkpoint.read` gives for an ``.npz``, so ``xpnet eval``, ``predict`` and
-``train --resume`` take either file, bit for bit in float64.
+under ``__xpnet__`` (read and written by :mod:`xpnet.safetensors_io`, whose functions this
+module re-exports). :func:`read_safetensors` gives back exactly what :func:`xpnet.checkpoint.read`
+gives for an ``.npz``, so ``xpnet eval``, ``predict`` and ``train --resume`` take either file,
+bit for bit in float64.
 """
 
 from __future__ import annotations
@@ -149,6 +151,22 @@ def _onnx_form(layer, i: int):
     return entry.onnx
 
 
+def _add_nodes(g: _Graph, model, forms: list, scaler, shape: list, head) -> tuple[str, str]:
+    """The scaler's nodes, each layer's, then ``head`` (``(op, attrs)`` giving probabilities) if
+    any; returns the last node's output and the name of the graph's output."""
+    x = INPUT
+    if scaler:
+        consts = _scaler(scaler, shape)
+        for op, key in (("Sub", "offset"), ("Div", "divisor")):
+            x = g.node(op, [x, g.const(consts[key], f"scaler {key}")])
+    for i, (layer, form) in enumerate(zip(model.layers, forms, strict=True)):
+        x = form(g, layer, x, i)
+    if head is None:
+        return x, SCORES
+    op, attrs = head
+    return g.node(op, [x], **attrs), PROBABILITIES
+
+
 def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dtype: str | None = None,
             input_shape=None, name: str | None = None):
     """The ``onnx.ModelProto`` of ``model`` (any backend), checked by ``onnx.checker``.
@@ -173,18 +191,8 @@ def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dty
         raise ConfigError(f"ONNX export writes float32 or float64 graphs, not {dt.name}")
     shape = _input_shape(model, input_shape)
     g = _Graph(onnx, dt, 1 + len(shape))
-    x = INPUT
     scaler = meta.get("scaler")
-    if scaler:
-        consts = _scaler(scaler, shape)
-        for op, key in (("Sub", "offset"), ("Div", "divisor")):
-            x = g.node(op, [x, g.const(consts[key], f"scaler {key}")])
-    for i, (layer, form) in enumerate(zip(model.layers, forms)):
-        x = form(g, layer, x, i)
-    out = SCORES
-    if probabilities:
-        op, attrs = _PROBABILITIES[loss]
-        x, out = g.node(op, [x], **attrs), PROBABILITIES
+    x, out = _add_nodes(g, model, forms, scaler, shape, _PROBABILITIES[loss] if probabilities else None)
     g.nodes.append(onnx.helper.make_node("Identity", [x], [out]))
     elem = onnx.helper.np_dtype_to_tensor_dtype(dt)
     sizes = [int(np.prod(shape))] + [int(W.shape[1]) for W in model.weight_matrices()]

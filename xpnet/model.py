@@ -81,6 +81,30 @@ def _is_layer(obj) -> bool:
             and isinstance(getattr(obj, "params", None), dict) and isinstance(getattr(obj, "grads", None), dict))
 
 
+def _checked_views(layers: list) -> tuple:
+    """``(params, state, grads)`` views over ``layers``, once each layer is a layer, appears once,
+    and all parameters and state share one library, device and dtype."""
+    seen: dict[int, int] = {}
+    for i, layer in enumerate(layers):
+        if not _is_layer(layer):
+            raise ConfigError(f"layers[{i}] is a {type(layer).__name__}, not a layer: a layer has "
+                              f"forward(x, train), backward(dout) and params/grads dicts "
+                              f"(e.g. xpnet.Affine, xpnet.ReLU)")
+        j = seen.setdefault(id(layer), i)
+        if j != i:
+            raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
+                              f"a layer keeps the arrays of its last forward pass for backward, so "
+                              f"it can appear only once: create a second layer")
+    views = (_LayerDicts(layers, "params"), _LayerDicts(layers, "state"),
+             _LayerDicts(layers, "grads", keys_of="params"))
+    ref = None
+    for kind, mapping in (("parameter", views[0]), ("state array", views[1])):
+        for key, a in mapping.items():
+            L.check_param(a, f"{kind} {key}", like=ref)
+            ref = a if ref is None else ref
+    return views
+
+
 class Sequential:
     """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default).
 
@@ -107,28 +131,9 @@ class Sequential:
         again (and the layers checked again) when ``self.layers`` changed since the last call, so
         that a layer replaced or added is the one ``params`` names and an optimizer updates."""
         ids = tuple(map(id, self.layers))  # the views keep the layers alive: ids stay unique
-        if self._views is not None and self._views[0] == ids:
-            return self._views
-        seen: dict[int, int] = {}
-        for i, layer in enumerate(self.layers):
-            if not _is_layer(layer):
-                raise ConfigError(f"layers[{i}] is a {type(layer).__name__}, not a layer: a layer has "
-                                  f"forward(x, train), backward(dout) and params/grads dicts "
-                                  f"(e.g. xpnet.Affine, xpnet.ReLU)")
-            j = seen.setdefault(id(layer), i)
-            if j != i:
-                raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
-                                  f"a layer keeps the arrays of its last forward pass for backward, so "
-                                  f"it can appear only once: create a second layer")
-        views = (ids, _LayerDicts(self.layers, "params"), _LayerDicts(self.layers, "state"),
-                 _LayerDicts(self.layers, "grads", keys_of="params"))
-        ref = None
-        for kind, mapping in (("parameter", views[1]), ("state array", views[2])):
-            for key, a in mapping.items():
-                L.check_param(a, f"{kind} {key}", like=ref)
-                ref = a if ref is None else ref
-        self._views = views
-        return views
+        if self._views is None or self._views[0] != ids:
+            self._views = (ids, *_checked_views(self.layers))
+        return self._views
 
     @property
     def params(self):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import from_host_like, host_dtype, to_numpy
 from .atomic import write_atomic
+from .backend import from_host_like, host_dtype, to_numpy
 from .errors import XPNetError
 
 INSTALL_HINT = "pip install 'xpnet[plot]' (or: pip install matplotlib)"
