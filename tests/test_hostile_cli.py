@@ -14,6 +14,7 @@ import pytest
 from conftest import tally
 
 import xpnet
+from xpnet import atomic as A
 from xpnet import backend as B
 from xpnet import checkpoint as C
 from xpnet import cli, datasets
@@ -431,7 +432,7 @@ def umask():
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002, 0o027])
 def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask):
     umask(mask)
-    assert C._umask() == mask
+    assert A._umask() == mask
     with open(tmp_path / "plain", "w"):
         pass
     expected = 0o666 & ~mask
@@ -444,8 +445,8 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask):
 
 
 def test_without_proc_the_umask_read_at_import_is_used(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "_proc_umask", lambda: None)
-    monkeypatch.setattr(C, "_UMASK_AT_IMPORT", 0o027)
+    monkeypatch.setattr(A, "_proc_umask", lambda: None)
+    monkeypatch.setattr(A, "_UMASK_AT_IMPORT", 0o027)
     C.write_atomic(tmp_path / "f", b"x")
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
 

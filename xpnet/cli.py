@@ -115,8 +115,8 @@ def _add_backend_options(p: argparse.ArgumentParser, dtype_default: str = "$XPNE
 
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import NAMES, SCALES
-    from .layers import ACTIVATIONS
     from .optimizers import OPTIMIZERS
+    from .registry import ACTIVATIONS
     from .train import DEFAULTS
 
     parser = argparse.ArgumentParser(

@@ -4,9 +4,10 @@ Needs the ``export`` extra (``pip install 'xpnet[export]'``: onnx, onnxruntime, 
 they are imported only when an export runs, never by ``import xpnet``.
 
 **ONNX** (opset :data:`OPSET`, IR version :data:`IR_VERSION`, batch axis dynamic): one small
-function per layer type builds its nodes with the ``onnx`` helpers, walking the same layer list
-the model walks. The graph starts with the dataset's scaling ``(x - offset) / divisor`` so it
-takes the raw features ``xpnet predict`` takes, and ends with scores, or with probabilities
+function per layer type (its entry's ``onnx`` in :mod:`xpnet.registry`) builds its nodes with the
+``onnx`` helpers, walking the same layer list the model walks. The graph starts with the
+dataset's scaling ``(x - offset) / divisor`` so it takes the raw features ``xpnet predict``
+takes, and ends with scores, or with probabilities
 (Softmax, or Sigmoid for a one-output binary classifier) when asked. Layers: Affine (N-D input
 flattened, as the layer does), MatMul, ReLU, Sigmoid, Tanh, Softmax, BatchNormalization in
 evaluation form (running statistics; the layer's eps added to the running variance), Dropout in evaluation form
@@ -17,9 +18,10 @@ xpnet's to float32 precision), and a weight beyond float32's range is refused.
 
 **safetensors**: the arrays of an xpnet checkpoint under the same names (``param/W1``,
 ``state/running_mean1``, ``opt/m/W1``...) with xpnet's JSON description in the header metadata
-under ``__xpnet__``. :func:`read_safetensors` gives back exactly what
-:func:`xpnet.checkpoint.read` gives for an ``.npz``, so ``xpnet eval``, ``predict`` and
-``train --resume`` take either file, bit for bit in float64.
+under ``__xpnet__`` (read and written by :mod:`xpnet.safetensors_io`, whose functions this
+module re-exports). :func:`read_safetensors` gives back exactly what :func:`xpnet.checkpoint.read`
+gives for an ``.npz``, so ``xpnet eval``, ``predict`` and ``train --resume`` take either file,
+bit for bit in float64.
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ import numpy as np
 
 from . import checkpoint as C
 from . import layers as L
+from .atomic import write_atomic
 from .backend import host_dtype, to_numpy
-from .errors import CheckpointError, ConfigError, OutputError, XPNetError
+from .errors import ConfigError, OutputError, XPNetError
+from .registry import LAYER_TYPES, layer_type
+from .safetensors_io import (  # noqa: F401 (is_safetensors, read_safetensors: part of this module's API)
+    ExportUnavailableError,
+    is_safetensors,
+    read_safetensors,
+    safetensors_bytes,
+)
+from .safetensors_io import require as _require
+from .schema import META_KEY
 
 OPSET = 21
 IR_VERSION = 10  # what onnxruntime 1.20 and later read
@@ -45,20 +57,6 @@ INPUT, SCORES, PROBABILITIES = "x", "scores", "probabilities"
 
 class ExportError(XPNetError, ValueError):
     """A model that cannot be exported as asked (a layer with no ONNX form, weights out of range)."""
-
-
-class ExportUnavailableError(XPNetError, ImportError):
-    """A package of the ``export`` extra is not installed (the message names it)."""
-
-
-def _require(module: str, package: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ExportUnavailableError(
-            f"xpnet's ONNX and safetensors support needs the {package!r} package, which is not installed "
-            f"({e}); install it with pip install 'xpnet[export]' (or pip install {package})"
-        ) from e
 
 
 # ---------------------------------------------------------------------- ONNX
@@ -102,54 +100,12 @@ class _Graph:
         return self.node("Flatten", [x], axis=1)
 
 
-def _affine(g: _Graph, layer, x: str, i: int) -> str:
-    x = g.flatten(x)
-    y = g.node("MatMul", [x, g.const(layer.params["W"], f"W of layer {i} (Affine)")])
-    return g.node("Add", [y, g.const(layer.params["b"], f"b of layer {i} (Affine)")])
-
-
-def _matmul(g: _Graph, layer, x: str, i: int) -> str:
-    return g.node("MatMul", [x, g.const(layer.params["W"], f"W of layer {i} (MatMul)")])
-
-
-def _batchnorm(g: _Graph, layer, x: str, i: int) -> str:
-    """ONNX's BatchNormalization with ``running_var + eps`` added in the model's own dtype and epsilon 0:
-    ONNX keeps epsilon as a 32-bit float, which would round a float64 model's eps."""
-    rank, shape = g.rank, (g.node("Shape", [x]) if g.rank != 2 else None)
-    stats = {"gamma": layer.params["gamma"], "beta": layer.params["beta"], "running_mean": layer.state["running_mean"],
-             "running_var+eps": to_numpy(layer.state["running_var"]) + layer.eps}
-    consts = [g.const(a, f"{n} of layer {i} (BatchNormalization)") for n, a in stats.items()]
-    y = g.node("BatchNormalization", [g.flatten(x), *consts], epsilon=0.0)
-    if shape is None:
-        return y
-    g.rank = rank
-    return g.node("Reshape", [y, shape])
-
-
-def _dropout(g: _Graph, layer, x: str, i: int) -> str:
-    return g.node("Mul", [x, g.const(np.asarray(1.0 - layer.ratio), f"keep of layer {i} (Dropout)")])
-
-
-def _elementwise(op: str, **attrs):
-    return lambda g, layer, x, i: g.node(op, [x], **attrs)
-
-
-ONNX_FORMS = {
-    L.Affine: _affine,
-    L.MatMul: _matmul,
-    L.BatchNormalization: _batchnorm,
-    L.Dropout: _dropout,
-    L.ReLU: _elementwise("Relu"),
-    L.Sigmoid: _elementwise("Sigmoid"),
-    L.Tanh: _elementwise("Tanh"),
-    L.Softmax: _elementwise("Softmax", axis=-1),
-}
 _PROBABILITIES = {"SoftmaxWithLoss": ("Softmax", {"axis": -1}), "SigmoidWithLoss": ("Sigmoid", {})}
 
 
 def _input_shape(model, given) -> list[int]:
     """One sample's shape: ``given``, checked against the first layer with weights, or that layer's size."""
-    first = next((layer for layer in model.layers if layer.params), None)
+    first = model.first_param_layer
     if first is None:
         if given is None:
             raise ExportError("the model has no layer with weights, so its input size is unknown; "
@@ -183,6 +139,34 @@ def _scaler(scaler: dict, shape: list) -> dict:
     return out
 
 
+def _onnx_form(layer, i: int):
+    """The function that adds ``layer``'s nodes to the graph (its registry entry's), or ExportError."""
+    entry = layer_type(layer)
+    if entry is None or entry.onnx is None:
+        exportable = [e.name for e in LAYER_TYPES.values() if e.onnx is not None]
+        raise ExportError(
+            f"layer {i} ({type(layer).__name__}) has no ONNX form in xpnet's export; exportable "
+            f"layers: {', '.join(exportable)}"
+        )
+    return entry.onnx
+
+
+def _add_nodes(g: _Graph, model, forms: list, scaler, shape: list, head) -> tuple[str, str]:
+    """The scaler's nodes, each layer's, then ``head`` (``(op, attrs)`` giving probabilities) if
+    any; returns the last node's output and the name of the graph's output."""
+    x = INPUT
+    if scaler:
+        consts = _scaler(scaler, shape)
+        for op, key in (("Sub", "offset"), ("Div", "divisor")):
+            x = g.node(op, [x, g.const(consts[key], f"scaler {key}")])
+    for i, (layer, form) in enumerate(zip(model.layers, forms, strict=True)):
+        x = form(g, layer, x, i)
+    if head is None:
+        return x, SCORES
+    op, attrs = head
+    return g.node(op, [x], **attrs), PROBABILITIES
+
+
 def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dtype: str | None = None,
             input_shape=None, name: str | None = None):
     """The ``onnx.ModelProto`` of ``model`` (any backend), checked by ``onnx.checker``.
@@ -197,12 +181,7 @@ def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dty
     from . import __version__
 
     meta = dict(meta or {})
-    for i, layer in enumerate(model.layers):
-        if type(layer) not in ONNX_FORMS:
-            raise ExportError(
-                f"layer {i} ({type(layer).__name__}) has no ONNX form in xpnet's export; exportable "
-                f"layers: {', '.join(cls.__name__ for cls in ONNX_FORMS)}"
-            )
+    forms = [_onnx_form(layer, i) for i, layer in enumerate(model.layers)]
     loss = type(model.loss_layer).__name__
     if probabilities and loss not in _PROBABILITIES:
         raise ExportError(f"a model trained with {loss} outputs values, not probabilities; export it without "
@@ -212,21 +191,11 @@ def to_onnx(model, meta: dict | None = None, *, probabilities: bool = False, dty
         raise ConfigError(f"ONNX export writes float32 or float64 graphs, not {dt.name}")
     shape = _input_shape(model, input_shape)
     g = _Graph(onnx, dt, 1 + len(shape))
-    x = INPUT
     scaler = meta.get("scaler")
-    if scaler:
-        consts = _scaler(scaler, shape)
-        for op, key in (("Sub", "offset"), ("Div", "divisor")):
-            x = g.node(op, [x, g.const(consts[key], f"scaler {key}")])
-    for i, layer in enumerate(model.layers):
-        x = ONNX_FORMS[type(layer)](g, layer, x, i)
-    out = SCORES
-    if probabilities:
-        op, attrs = _PROBABILITIES[loss]
-        x, out = g.node(op, [x], **attrs), PROBABILITIES
+    x, out = _add_nodes(g, model, forms, scaler, shape, _PROBABILITIES[loss] if probabilities else None)
     g.nodes.append(onnx.helper.make_node("Identity", [x], [out]))
     elem = onnx.helper.np_dtype_to_tensor_dtype(dt)
-    sizes = [int(np.prod(shape))] + [int(v.shape[1]) for k, v in model.params.items() if k.startswith("W")]
+    sizes = [int(np.prod(shape))] + [int(W.shape[1]) for W in model.weight_matrices()]
     title = name or meta.get("name") or f"xpnet {meta.get('dataset') or 'model'} " + "-".join(map(str, sizes))
     graph = onnx.helper.make_graph(
         g.nodes, title, [onnx.helper.make_tensor_value_info(INPUT, elem, ["N", *shape])],
@@ -261,59 +230,12 @@ def save_onnx(path, model, meta: dict | None = None, **options) -> Path:
 
 
 # ---------------------------------------------------------------------- safetensors
-def safetensors_bytes(desc: dict, arrays: dict) -> bytes:
-    """A safetensors file of ``arrays`` with ``desc`` (JSON) in its header metadata."""
-    st = _require("safetensors.numpy", "safetensors")
-    text = json.dumps(desc, allow_nan=True)
-    return st.save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={C.META_KEY: text})
-
-
 def save_safetensors(path, model, optimizer=None, meta: dict | None = None) -> Path:
     """What :func:`xpnet.checkpoint.save` writes, as a safetensors file (same names, same description)."""
     with np.load(io.BytesIO(C.to_bytes(model, optimizer, meta)), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    desc = json.loads(arrays.pop(C.META_KEY).tobytes().decode("utf-8"))
+    desc = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
     return _write(path, safetensors_bytes(desc, arrays))
-
-
-def is_safetensors(path) -> bool:
-    """True for a name ending in ``.safetensors`` or a file that starts like one (8-byte length, ``{``)."""
-    if os.fspath(path).endswith(".safetensors"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def read_safetensors(path) -> tuple[dict, dict]:
-    """``(description, host arrays)`` of a safetensors checkpoint, as :func:`xpnet.checkpoint.read`
-    gives them for an ``.npz``; the caller runs the checkpoint's own checks on them."""
-    where = os.fspath(path)
-    safetensors = _require("safetensors", "safetensors")
-    try:
-        with safetensors.safe_open(where, framework="numpy") as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {where!r}: {e}") from e
-    except Exception as e:  # SafetensorError: a bad header, a truncated file, an unknown dtype
-        raise CheckpointError(
-            f"{where!r} is corrupted, truncated or not a safetensors file ({type(e).__name__}: {e})"
-        ) from e
-    if C.META_KEY not in header:
-        raise CheckpointError(
-            f"{where!r} is a safetensors file but not an xpnet checkpoint: its metadata has no "
-            f"{C.META_KEY!r} entry (metadata keys: {sorted(header)[:8]}); write one with "
-            f"xpnet export CHECKPOINT --format safetensors"
-        )
-    try:
-        desc = json.loads(header[C.META_KEY])
-    except ValueError as e:
-        raise CheckpointError(f"{where!r}: the JSON description is unreadable ({e})") from e
-    return desc, arrays  # checked by xpnet.checkpoint.read, as an .npz's
 
 
 # ---------------------------------------------------------------------- a checkpoint file
@@ -322,7 +244,7 @@ def _write(path, data: bytes) -> Path:
     if path.is_dir():
         raise OutputError(f"{os.fspath(path)!r} is a folder; give a file name to write the export to")
     try:
-        return C.write_atomic(path, data)
+        return write_atomic(path, data)
     except OSError as e:
         raise OutputError(f"cannot write {os.fspath(path)!r}: {e}; free some space or choose another file") from e
 

@@ -410,6 +410,3 @@ class BatchNormalization(Layer):
 
     def config(self) -> dict:
         return {"momentum": self.momentum, "eps": self.eps}
-
-
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}

@@ -13,15 +13,14 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from . import functional as F
+from . import gradcheck
 from . import layers as L
 from .backend import (
     Backend,
     backend_name,
     check_float_dtype,
     check_same_backend,
-    device,
     dtype_name,
-    from_host_like,
     host_dtype,
     namespace,
     resolve,
@@ -29,6 +28,7 @@ from .backend import (
 )
 from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
+from .registry import ACTIVATIONS, numbered
 
 
 class _LayerDicts(MutableMapping):
@@ -37,11 +37,9 @@ class _LayerDicts(MutableMapping):
     def __init__(self, layers, attr: str, keys_of: str | None = None):
         self._attr = attr
         self._where: dict[str, tuple] = {}
-        counts: dict[str, int] = {}
-        for layer in layers:
-            for name in getattr(layer, keys_of or attr, {}):
-                counts[name] = counts.get(name, 0) + 1
-                self._where[f"{name}{counts[name]}"] = (layer, name)
+        for layer, keys in zip(layers, numbered(getattr(layer, keys_of or attr, {}) for layer in layers)):
+            for name, key in keys.items():
+                self._where[key] = (layer, name)
 
     def __getitem__(self, key):
         layer, name = self._where[key]
@@ -83,6 +81,30 @@ def _is_layer(obj) -> bool:
             and isinstance(getattr(obj, "params", None), dict) and isinstance(getattr(obj, "grads", None), dict))
 
 
+def _checked_views(layers: list) -> tuple:
+    """``(params, state, grads)`` views over ``layers``, once each layer is a layer, appears once,
+    and all parameters and state share one library, device and dtype."""
+    seen: dict[int, int] = {}
+    for i, layer in enumerate(layers):
+        if not _is_layer(layer):
+            raise ConfigError(f"layers[{i}] is a {type(layer).__name__}, not a layer: a layer has "
+                              f"forward(x, train), backward(dout) and params/grads dicts "
+                              f"(e.g. xpnet.Affine, xpnet.ReLU)")
+        j = seen.setdefault(id(layer), i)
+        if j != i:
+            raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
+                              f"a layer keeps the arrays of its last forward pass for backward, so "
+                              f"it can appear only once: create a second layer")
+    views = (_LayerDicts(layers, "params"), _LayerDicts(layers, "state"),
+             _LayerDicts(layers, "grads", keys_of="params"))
+    ref = None
+    for kind, mapping in (("parameter", views[0]), ("state array", views[1])):
+        for key, a in mapping.items():
+            L.check_param(a, f"{kind} {key}", like=ref)
+            ref = a if ref is None else ref
+    return views
+
+
 class Sequential:
     """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default).
 
@@ -109,28 +131,9 @@ class Sequential:
         again (and the layers checked again) when ``self.layers`` changed since the last call, so
         that a layer replaced or added is the one ``params`` names and an optimizer updates."""
         ids = tuple(map(id, self.layers))  # the views keep the layers alive: ids stay unique
-        if self._views is not None and self._views[0] == ids:
-            return self._views
-        seen: dict[int, int] = {}
-        for i, layer in enumerate(self.layers):
-            if not _is_layer(layer):
-                raise ConfigError(f"layers[{i}] is a {type(layer).__name__}, not a layer: a layer has "
-                                  f"forward(x, train), backward(dout) and params/grads dicts "
-                                  f"(e.g. xpnet.Affine, xpnet.ReLU)")
-            j = seen.setdefault(id(layer), i)
-            if j != i:
-                raise ConfigError(f"layers[{j}] and layers[{i}] are the same {type(layer).__name__} object; "
-                                  f"a layer keeps the arrays of its last forward pass for backward, so "
-                                  f"it can appear only once: create a second layer")
-        views = (ids, _LayerDicts(self.layers, "params"), _LayerDicts(self.layers, "state"),
-                 _LayerDicts(self.layers, "grads", keys_of="params"))
-        ref = None
-        for kind, mapping in (("parameter", views[1]), ("state array", views[2])):
-            for key, a in mapping.items():
-                L.check_param(a, f"{kind} {key}", like=ref)
-                ref = a if ref is None else ref
-        self._views = views
-        return views
+        if self._views is None or self._views[0] != ids:
+            self._views = (ids, *_checked_views(self.layers))
+        return self._views
 
     @property
     def params(self):
@@ -146,16 +149,41 @@ class Sequential:
     def _grads(self):
         return self._layer_views()[3]
 
-    # ------------------------------------------------------------------ checks
-    def _reference(self):
+    # ------------------------------------------------------------------ what the layers fix
+    @property
+    def reference_array(self):
+        """The first parameter, or None: its library, device and dtype are the model's."""
         for key in self.params:
             return self.params[key]
         return None
 
     @property
     def dtype(self):
-        ref = self._reference()
+        ref = self.reference_array
         return None if ref is None else ref.dtype
+
+    @property
+    def first_param_layer(self):
+        """The first layer that holds parameters (the one that takes the input's features), or None."""
+        return next((layer for layer in self.layers if layer.params), None)
+
+    def weight_matrices(self) -> list:
+        """The ``W`` of every layer that has one (Affine, MatMul), in layer order."""
+        return [layer.params["W"] for layer in self.layers if "W" in layer.params]
+
+    @property
+    def in_features(self) -> int | None:
+        """Features per sample: the rows of the first weight matrix (None without one)."""
+        weights = self.weight_matrices()
+        return int(weights[0].shape[0]) if weights else None
+
+    @property
+    def out_features(self) -> int | None:
+        """Outputs per sample (classes): the columns of the last weight matrix (None without one)."""
+        weights = self.weight_matrices()
+        return int(weights[-1].shape[1]) if weights else None
+
+    # ------------------------------------------------------------------ checks
 
     def check_input(self, x, where: str = "model input"):
         """Raise a clear error for arrays of the wrong backend, device, dtype or shape, for
@@ -166,9 +194,9 @@ class Sequential:
         if getattr(x, "requires_grad", False):  # e.g. a torch tensor: autograd would record every step
             raise BackendMismatchError(f"{where} tracks gradients (requires_grad=True); xpnet computes "
                                        f"its own gradients: pass x.detach()")
-        ref = self._reference()
+        ref = self.reference_array
         if ref is not None:
-            first = next(layer for layer in self.layers if layer.params)
+            first = self.first_param_layer
             check_same_backend(x, ref, f"{where} of {type(first).__name__} (layer {self.layers.index(first)})")
         xp = namespace(x)
         want = x.dtype if ref is None else ref.dtype
@@ -221,7 +249,7 @@ class Sequential:
     def _check_targets(self, t, x, where: str = "targets given to the loss"):
         F.require_array(x, "model input")
         F.require_array(t, where)
-        ref = self._reference()
+        ref = self.reference_array
         check_same_backend(t, x if ref is None else ref, where)
         if t.ndim == 0 or x.ndim == 0 or t.shape[0] != x.shape[0]:
             raise LabelError(f"{t.shape[0] if t.ndim else 'a single (0-d)'} labels given for a batch "
@@ -297,38 +325,7 @@ class Sequential:
         only the scalar loss comes back to the host. Parameters are restored afterwards.
         With ``wrt_input=True`` the result also has key ``"x"``: d loss / d x.
         """
-        eps = _check_gradient_args(dtype, eps)
-        with _cast(self, x, dtype) as (xc, ref):
-            xp = namespace(ref)
-            with _frozen(self):
-
-                def loss_at() -> float:
-                    saved = dict(self.state)
-                    value = float(to_numpy(self.loss(xc_box[0], t, train=True, check=False)))
-                    self.state.update(saved)
-                    return value
-
-                saved = dict(self.state)  # the targets, checked once (the loop below skips it)
-                self.loss_layer.forward(self._forward(xc, True, True), t, check=True)
-                self.state.update(saved)
-                xc_box = [xc]
-                out = {}
-                targets = list(self.params.items()) + ([("x", xc)] if wrt_input else [])
-                for key, p in targets:
-                    put = (lambda v: xc_box.__setitem__(0, v)) if key == "x" else \
-                        (lambda v, k=key: self.params.__setitem__(k, v))
-                    flat = xp.reshape(xp.arange(_size(p), device=device(p)), p.shape)
-                    g = np.empty(_size(p))
-                    for i in range(g.size):
-                        e = xp.astype(flat == i, p.dtype) * eps
-                        put(p + e)
-                        plus = loss_at()
-                        put(p - e)
-                        minus = loss_at()
-                        g[i] = (plus - minus) / (2 * eps)
-                    put(p)
-                    out[key] = from_host_like(g.reshape(tuple(p.shape)).astype(host_dtype(p.dtype)), p)
-                return out
+        return gradcheck.numerical_gradient(self, x, t, eps, dtype, wrt_input)
 
     def gradient_check(self, x, t, eps: float = 1e-5, dtype: str = "float64", wrt_input: bool = True,
                        floor: float | None = None) -> dict:
@@ -341,24 +338,7 @@ class Sequential:
         ``floor`` defaults to 1e-5 in float64 and 1e-3 in float32.
         In float64, 1e-6 or less means the backward is right; a wrong formula gives 1e-2 or more.
         """
-        _check_gradient_args(dtype, eps)
-        if floor is not None and not L.number_arg("floor", floor) > 0:
-            raise ConfigError(f"floor must be a number > 0, got {floor!r}")
-        num = self.numerical_gradient(x, t, eps, dtype, wrt_input)
-        with _cast(self, x, dtype) as (xc, _), _frozen(self):
-            saved = dict(self.state)
-            self.loss(xc, t, train=True, check=False)
-            dx = self.backward()
-            self.state.update(saved)
-            ana = {k: to_numpy(v) for k, v in self._grads.items()}
-            if wrt_input:
-                ana["x"] = to_numpy(dx)
-        floor = floor if floor is not None else (1e-5 if dtype == "float64" else 1e-3)
-        report = {}
-        for key, n in num.items():
-            a, b = ana[key].astype(np.float64), to_numpy(n)
-            report[key] = float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)))
-        return report
+        return gradcheck.gradient_check(self, x, t, eps, dtype, wrt_input, floor)
 
     # ------------------------------------------------------------------ description
     def describe(self) -> list[dict]:
@@ -373,72 +353,6 @@ class Sequential:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner},\n  loss={type(self.loss_layer).__name__})"
 
-
-def _check_gradient_args(dtype, eps) -> float:
-    if dtype not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be 'float32' or 'float64' for numerical gradients, got {dtype!r}")
-    eps = L.number_arg("eps", eps)
-    if not eps > 0:
-        raise ConfigError(f"eps (the finite-difference step) must be > 0, got {eps!r}; use 1e-5 in "
-                          f"float64 or 1e-2 in float32")
-    return eps
-
-
-def _size(a) -> int:
-    n = 1
-    for s in a.shape:
-        n *= int(s)
-    return n
-
-
-class _cast:
-    """Context: the model's parameters, state and input cast to ``dtype``, restored on exit."""
-
-    def __init__(self, model: Sequential, x, dtype: str):
-        self.model, self.x, self.dtype = model, x, dtype
-
-    def __enter__(self):
-        m = self.model
-        ref = m._reference()
-        x = m.check_input(self.x, "gradient-check input")
-        xp = namespace(x)
-        dt = getattr(xp, self.dtype)
-        info = xp.__array_namespace_info__()
-        if self.dtype not in info.dtypes(device=device(x), kind="real floating"):
-            name = backend_name(x)
-            raise DTypeError(f"numerical gradients in {self.dtype} asked for, but {name} arrays on device "
-                             f"{device(x)} have no {self.dtype} in this process. Pass dtype='float32' (with "
-                             f"a larger eps, e.g. 1e-2), or turn {self.dtype} on where the library has it "
-                             f"by resolving a {self.dtype} backend first: "
-                             f"xpnet.get_backend({name!r}, dtype={self.dtype!r}) (it says so if this device "
-                             f"cannot have {self.dtype}); the model may stay float32")
-        self.saved_params, self.saved_state = dict(m.params), dict(m.state)
-        for mapping, saved in ((m.params, self.saved_params), (m.state, self.saved_state)):
-            for k, v in saved.items():
-                mapping[k] = xp.astype(v, dt)
-        return xp.astype(x, dt), (m._reference() if ref is not None else x)
-
-    def __exit__(self, *exc):
-        self.model.params.update(self.saved_params)
-        self.model.state.update(self.saved_state)
-        return False
-
-
-class _frozen:
-    """Context: layers that draw random numbers reuse their last draw (Dropout masks)."""
-
-    def __init__(self, model: Sequential):
-        self.layers = [layer for layer in model.layers if hasattr(layer, "freeze")]
-
-    def __enter__(self):
-        for layer in self.layers:
-            layer.freeze = True
-        return self
-
-    def __exit__(self, *exc):
-        for layer in self.layers:
-            layer.freeze = False
-        return False
 
 
 # ---------------------------------------------------------------------- builders
@@ -460,9 +374,9 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
     if len(sizes) < 2:
         raise ConfigError(f"mlp sizes must be at least [inputs, outputs], all >= 1; got {sizes}")
     sizes = [L.size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
-    act = L.ACTIVATIONS.get(str(activation).lower())
+    act = ACTIVATIONS.get(str(activation).lower())
     if act is None:
-        raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(L.ACTIVATIONS)}")
+        raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
     dropout = L.number_arg("mlp dropout", dropout)
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"mlp dropout must be in [0, 1), got {dropout}")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .backend import from_host_like, host_dtype, to_numpy
-from .checkpoint import write_atomic
 from .errors import XPNetError
 
 INSTALL_HINT = "pip install 'xpnet[plot]' (or: pip install matplotlib)"
@@ -68,7 +68,7 @@ def decision_regions(model, x, resolution: int = 200, margin: float = 0.1):
     x = np.asarray(x)
     lo, hi = x.min(axis=0) - margin, x.max(axis=0) + margin
     xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
-    ref = next(iter(model.params.values()))
+    ref = model.reference_array
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(host_dtype(ref.dtype))
     scores = to_numpy(model.predict(from_host_like(grid, ref), train=False))
     classes = (scores[:, 0] > 0) if scores.shape[1] == 1 else scores.argmax(axis=1)  # one column: a binary logit

@@ -21,9 +21,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..checkpoint import atomic_file
+from ..atomic import atomic_file
 from ..errors import DataError
-from . import idx
+from .idx import read as read_idx
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -207,7 +207,7 @@ def load_arrays(
     for key, filename in FILES.items():
         sha = (digests or {}).get(filename)
         path = fetch(filename, variant, data_dir, download, mirrors, sha)
-        out[key] = idx.read(path)
+        out[key] = read_idx(path)
     for part in ("train", "test"):
         images, labels = out[f"{part}_images"], out[f"{part}_labels"]
         if images.ndim != 3 or images.shape[0] == 0:

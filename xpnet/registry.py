@@ -1,0 +1,166 @@
+"""One entry per layer type: all that xpnet knows of a layer besides its class.
+
+An entry (:class:`LayerType`) holds the layer's class and
+
+- its **naming**: the names of its parameters and saved state, which a model numbers in layer
+  order (the first Affine's ``W`` and ``b`` are ``W1`` and ``b1``, the second's ``W2`` and ``b2``:
+  :func:`numbered`);
+- its **checkpoint description**: the config fields with their checks, the rule its arrays'
+  shapes follow, and how the layer is built again from a checkpoint's arrays;
+- its **ONNX form**: a function that adds the layer's nodes to an export graph (None: no export);
+- its **activation name**, when ``mlp(activation=...)`` may choose it.
+
+``xpnet.checkpoint``, ``xpnet.export``, ``Sequential.params`` and ``mlp`` read these entries, so a
+new layer type (a convolution, an LSTM) is its class plus one entry::
+
+    register(LayerType(
+        Conv2D, params=("W", "b"), config={"stride": S.integer(1), "pad": S.integer(0)},
+        build=lambda config, p, s, rng: Conv2D(p["W"], p["b"], config["stride"], config["pad"]),
+        shapes=_conv_shapes,  # (param shapes, input width, layer index) -> (output width, state shapes)
+        onnx=_conv_onnx,      # (graph, layer, input name, layer index) -> output name
+    ))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import layers as L
+from . import schema as S
+from .backend import to_numpy
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """What xpnet knows of one layer class; see the module's docstring."""
+
+    cls: type
+    params: tuple = ()  # parameter names, numbered model-wide (W -> W1, W2...)
+    state: tuple = ()  # saved arrays that are not trained, numbered the same way
+    config: dict = field(default_factory=dict)  # config field -> check (xpnet.schema)
+    build: Callable | None = None  # (config, params, state, rng) -> layer; default cls()
+    shapes: Callable | None = None  # (param shapes, width in, index) -> (width out, state shapes)
+    onnx: Callable | None = None  # (graph, layer, input name, index) -> output name
+    activation: str | None = None  # its name for mlp(activation=...)
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+    def rebuild(self, config: dict, params: dict, state: dict, rng=None):
+        """The layer from a checkpoint's config, arrays and random generator (checked already)."""
+        return self.cls() if self.build is None else self.build(config, params, state, rng)
+
+    def check_shapes(self, params: dict, width, i: int) -> tuple:
+        """``(width out, {state name: shape})`` from the described parameter shapes, or
+        :class:`~xpnet.schema.Invalid`; ``width`` is what the layer before gives (None: unknown)."""
+        return (width, {}) if self.shapes is None else self.shapes(params, width, i)
+
+
+def numbered(names_per_layer) -> list[dict]:
+    """For each layer, its array names mapped to the model's flat keys: the n-th layer holding a
+    name gets ``name + str(n)`` (``W1``, ``b1``, ``gamma1``, ``W2``...)."""
+    counts: dict[str, int] = {}
+    out = []
+    for names in names_per_layer:
+        keys = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+            keys[name] = f"{name}{counts[name]}"
+        out.append(keys)
+    return out
+
+
+# ---------------------------------------------------------------------- shape rules
+def _matrix_shapes(p: dict, width, i: int) -> tuple:
+    if len(p["W"]) != 2 or ("b" in p and p["b"] != p["W"][1:]):
+        S.fail(f"layers[{i}].params", "W of shape [in, out] (and b of shape [out])", p)
+    if width is not None and p["W"][0] != width:
+        raise S.Invalid(f"layers[{i}] takes {p['W'][0]} features but the layer before gives {width}")
+    return p["W"][1], {}
+
+
+def _feature_shapes(p: dict, width, i: int) -> tuple:
+    if len(p["gamma"]) != 1 or p["beta"] != p["gamma"] or width not in (None, p["gamma"][0]):
+        S.fail(f"layers[{i}].params", f"gamma and beta of shape [{width or 'features'}]", p)
+    return p["gamma"][0], {"running_mean": p["gamma"], "running_var": p["gamma"]}
+
+
+# ---------------------------------------------------------------------- ONNX forms
+# ``g`` is the export's graph (xpnet.export): ``g.node(op, inputs, **attrs)`` and ``g.const(array,
+# what)`` give the names of a new node's output and of a constant; ``g.flatten(x)`` makes x 2-D.
+def _affine_onnx(g, layer, x: str, i: int) -> str:
+    x = g.flatten(x)
+    y = g.node("MatMul", [x, g.const(layer.params["W"], f"W of layer {i} (Affine)")])
+    return g.node("Add", [y, g.const(layer.params["b"], f"b of layer {i} (Affine)")])
+
+
+def _matmul_onnx(g, layer, x: str, i: int) -> str:
+    return g.node("MatMul", [x, g.const(layer.params["W"], f"W of layer {i} (MatMul)")])
+
+
+def _batchnorm_onnx(g, layer, x: str, i: int) -> str:
+    """ONNX's BatchNormalization with ``running_var + eps`` added in the model's own dtype and epsilon 0:
+    ONNX keeps epsilon as a 32-bit float, which would round a float64 model's eps."""
+    rank, shape = g.rank, (g.node("Shape", [x]) if g.rank != 2 else None)
+    stats = {"gamma": layer.params["gamma"], "beta": layer.params["beta"], "running_mean": layer.state["running_mean"],
+             "running_var+eps": to_numpy(layer.state["running_var"]) + layer.eps}
+    consts = [g.const(a, f"{n} of layer {i} (BatchNormalization)") for n, a in stats.items()]
+    y = g.node("BatchNormalization", [g.flatten(x), *consts], epsilon=0.0)
+    if shape is None:
+        return y
+    g.rank = rank
+    return g.node("Reshape", [y, shape])
+
+
+def _dropout_onnx(g, layer, x: str, i: int) -> str:
+    return g.node("Mul", [x, g.const(np.asarray(1.0 - layer.ratio), f"keep of layer {i} (Dropout)")])
+
+
+def _elementwise(op: str, **attrs):
+    return lambda g, layer, x, i: g.node(op, [x], **attrs)
+
+
+# ---------------------------------------------------------------------- the entries
+LAYER_TYPES: dict[str, LayerType] = {}  # type name -> entry, in the order checkpoints list them
+ACTIVATIONS: dict[str, type] = {}  # mlp's activation name -> layer class
+_BY_CLASS: dict[type, LayerType] = {}
+
+
+def register(entry: LayerType) -> LayerType:
+    """Add a layer type (or replace the entry of its name)."""
+    LAYER_TYPES[entry.name] = _BY_CLASS[entry.cls] = entry
+    if entry.activation:
+        ACTIVATIONS[entry.activation] = entry.cls
+    return entry
+
+
+def layer_type(layer) -> LayerType | None:
+    """The entry of ``layer``'s exact class (None for a class with no entry, a subclass too)."""
+    return _BY_CLASS.get(type(layer))
+
+
+for _entry in (
+    LayerType(L.Affine, params=("W", "b"), build=lambda c, p, s, rng: L.Affine(p["W"], p["b"]),
+              shapes=_matrix_shapes, onnx=_affine_onnx),
+    LayerType(L.MatMul, params=("W",), build=lambda c, p, s, rng: L.MatMul(p["W"]),
+              shapes=_matrix_shapes, onnx=_matmul_onnx),
+    LayerType(L.Repeat, config={"n": S.integer(1)}, build=lambda c, p, s, rng: L.Repeat(c["n"])),
+    LayerType(L.Sum),
+    LayerType(L.ReLU, onnx=_elementwise("Relu"), activation="relu"),
+    LayerType(L.Sigmoid, onnx=_elementwise("Sigmoid"), activation="sigmoid"),
+    LayerType(L.Tanh, onnx=_elementwise("Tanh"), activation="tanh"),
+    LayerType(L.Softmax, onnx=_elementwise("Softmax", axis=-1)),
+    LayerType(L.Dropout, config={"ratio": S.FRACTION}, build=lambda c, p, s, rng: L.Dropout(c["ratio"], rng),
+              onnx=_dropout_onnx),
+    LayerType(L.BatchNormalization, params=("gamma", "beta"), state=("running_mean", "running_var"),
+              config={"momentum": S.FRACTION_CLOSED, "eps": S.POSITIVE},
+              build=lambda c, p, s, rng: L.BatchNormalization(p["gamma"], p["beta"], c["momentum"],
+                                                               s["running_mean"], s["running_var"], c["eps"]),
+              shapes=_feature_shapes, onnx=_batchnorm_onnx),
+):
+    register(_entry)
+del _entry
