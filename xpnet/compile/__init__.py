@@ -85,7 +85,7 @@ def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
     if not isinstance(optimizer, Optimizer):
         raise ConfigError(f"compile_step needs an xpnet optimizer (e.g. xpnet.SGD(lr=0.1)), got "
                           f"{type(optimizer).__name__}")
-    ref = next(iter(model.params.values()))
+    ref = model.reference_array
     name = backend_name(ref)
     if name == "jax":
         return JaxStep(model, optimizer)

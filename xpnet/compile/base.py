@@ -44,7 +44,7 @@ class Step:
     @property
     def _ref(self):
         """A current parameter (a compiled call replaces, and may donate, the previous ones)."""
-        return next(iter(self.model.params.values()))
+        return self.model.reference_array
 
     def __call__(self, x, t):
         raise NotImplementedError

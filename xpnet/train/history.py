@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import functional as F
+from ..atomic import write_atomic
 from ..backend import namespace
-from ..checkpoint import write_atomic
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 

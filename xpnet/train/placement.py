@@ -10,20 +10,11 @@ from ..backend import backend_name, check_same_backend, from_host_like, host_dty
 from ..errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError
 
 
-def num_outputs(model):
-    """The width of the last layer with weights (None when no layer has any)."""
-    for layer in reversed(model.layers):
-        W = layer.params.get("W") if layer.params else None
-        if W is not None:
-            return int(W.shape[1])
-    return None
-
-
 def place(model, data) -> tuple:
     """``(x_train, t_train, x_test, t_test, host_labels)`` on ``model``'s device: ``data`` is a
     host Dataset (moved and cast once; its labels are checked on the host copies, so no device
     reduction, each one a compile on jax, is spent on them) or a tuple of arrays already there."""
-    ref = next(iter(model.params.values()))
+    ref = model.reference_array
     if hasattr(data, "x_train"):
         check_fits(model, data)
         host = {"training labels": np.asarray(data.t_train), "test labels": np.asarray(data.t_test)}
@@ -72,14 +63,13 @@ def _put(a, what: str, ref):
 
 def check_fits(model, data) -> None:
     """A dataset whose width or class count does not fit the model, named as such."""
-    first = next((layer.params["W"] for layer in model.layers if "W" in layer.params), None)
-    n_out = num_outputs(model)
+    n_in, n_out = model.in_features, model.out_features
     features = int(np.prod(np.shape(data.x_train)[1:]))
     classes = getattr(data, "num_classes", None)
     fits_out = n_out is None or classes is None or n_out == classes or (n_out == 1 and classes == 2)
-    if (first is not None and int(first.shape[0]) != features) or not fits_out:
+    if (n_in is not None and n_in != features) or not fits_out:
         raise ConfigError(
-            f"the model takes {first.shape[0] if first is not None else '?'} features and gives {n_out} "
+            f"the model takes {n_in if n_in is not None else '?'} features and gives {n_out} "
             f"outputs, but dataset {getattr(data, 'name', '?')!r} has {features} features and {classes} "
             "classes; train a new model for it, or resume on the dataset the checkpoint was trained on"
         )
@@ -88,7 +78,7 @@ def check_fits(model, data) -> None:
 def check_labels(model, sets, host: dict) -> None:
     """Every label set ``(where, t, x)`` valid for the model's outputs (from ``host`` copies when
     there are some): checked once here, so the steps skip the check (a sync each)."""
-    n_out = num_outputs(model)
+    n_out = model.out_features
     if n_out is None:
         return
     for where, t, x in sets:

@@ -35,7 +35,7 @@ def run_description(trainer, compile) -> dict:
     from ..parallel import fingerprint
 
     m, o = trainer.model, trainer.optimizer
-    ref = next(iter(m.params.values()))
+    ref = m.reference_array
     data = (("training features", trainer.x_train), ("training labels", trainer.t_train),
             ("test features", trainer.x_test), ("test labels", trainer.t_test))
     return {"backend": backend_name(ref), "dtype": str(ref.dtype), "model": m.describe(),

@@ -189,7 +189,7 @@ class Trainer:
             # a diverging run overflows on the way; the loss check names it, once. The model's device
             # is made current for the work (CuPy runs kernels on its current device)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                    device_context(next(iter(self.model.params.values()))), _StopSignals() as stop:
+                    device_context(self.model.reference_array), _StopSignals() as stop:
                 self._stop = stop
                 self._epochs(epochs, progress)
         except KeyboardInterrupt as e:
