@@ -41,6 +41,7 @@ class Library:
     listed_when_installed = True  # False: ``available()`` also checks that it can run here
     jit = False  # True: a whole step is compiled by the library (jax.jit)
     eager_note = ""  # why a step on it runs eagerly, appended to compile_step's reason
+    compile_summary = ""  # what --compile does on it (``xpnet info``; empty: nothing)
 
     # ------------------------------------------------------------------ loading
     def installed(self) -> bool:

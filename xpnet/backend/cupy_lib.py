@@ -66,6 +66,7 @@ class Cupy(Library):
     install = CUPY_INSTALL
     cast = "x.astype(cupy.float32)"
     listed_when_installed = False
+    compile_summary = "CUDA graph (--compile on only: not yet run on a GPU)"
 
     def load(self):
         reason = unusable_reason(self.import_module())

@@ -16,6 +16,7 @@ class Jax(Library):
     install = "pip install 'xpnet[jax]'"
     cast = "x.astype(jnp.float32)"
     jit = True
+    compile_summary = "jax.jit (--compile auto and on)"
 
     def load(self):
         self.import_module()

@@ -27,6 +27,8 @@ class Torch(Library):
                "https://download.pytorch.org/whl/cpu)")
     cast = "x.float()"
     eager_note = " (torch.compile was measured slower than eager on the CPU; a CUDA graph needs a CUDA device)"
+    compile_summary = ("CUDA graph on a CUDA device (--compile on only: not yet run on a GPU), eager on "
+                       "the CPU")
 
     def load(self):
         self.import_module()
