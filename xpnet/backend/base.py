@@ -35,6 +35,7 @@ class Library:
 
     name = ""  # xpnet's name for it: XPNET_BACKEND, messages
     module = ""  # the module imported when it is first chosen
+    api_module = ""  # the module of its Array API namespace (empty: ``module`` itself)
     roots: tuple[str, ...] = ()  # top-level modules its array types come from
     install = ""  # how to install it (a sentence for errors and ``xpnet info``)
     cast: str | None = None  # its own cast to float32, for dtype errors (None: the Array API's)
@@ -63,7 +64,8 @@ class Library:
 
     def load(self):
         """Import the library and return its Array API namespace."""
-        return self.import_module()
+        mod = self.import_module()
+        return importlib.import_module(self.api_module) if self.api_module else mod
 
     def report(self, mod, info: dict) -> str | None:
         """Add what ``xpnet info`` says beyond the version to ``info``; return why the library

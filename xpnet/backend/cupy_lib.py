@@ -63,6 +63,7 @@ def nccl_status() -> str:
 class Cupy(Library):
     name = module = "cupy"
     roots = ("cupy",)
+    api_module = "array_api_compat.cupy"
     install = CUPY_INSTALL
     cast = "x.astype(cupy.float32)"
     listed_when_installed = False
@@ -76,9 +77,7 @@ class Cupy(Library):
                 "Use XPNET_BACKEND=numpy here, or run on a host with an NVIDIA GPU "
                 "(`xpnet info` shows what was found)."
             )
-        import array_api_compat.cupy as ns
-
-        return ns
+        return super().load()
 
     def report(self, mod, info):
         reason = unusable_reason(mod)

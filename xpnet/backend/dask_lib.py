@@ -10,13 +10,8 @@ from .base import Library
 class Dask(Library):
     name = module = "dask"
     roots = ("dask",)
+    api_module = "array_api_compat.dask.array"
     install = "pip install 'xpnet[dask]'"
-
-    def load(self):
-        self.import_module()
-        import array_api_compat.dask.array as ns
-
-        return ns
 
     def owns(self, x) -> bool:
         return array_api_compat.is_dask_array(x)

@@ -13,16 +13,11 @@ from .base import Library
 class Jax(Library):
     name = module = "jax"
     roots = ("jax", "jaxlib")
+    api_module = "jax.numpy"
     install = "pip install 'xpnet[jax]'"
     cast = "x.astype(jnp.float32)"
     jit = True
     compile_summary = "jax.jit (--compile auto and on)"
-
-    def load(self):
-        self.import_module()
-        import jax.numpy as ns
-
-        return ns
 
     def owns(self, x) -> bool:
         return array_api_compat.is_jax_array(x)

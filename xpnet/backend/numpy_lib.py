@@ -11,13 +11,9 @@ from .base import Library, SharedBuffer, sub_scaled_out
 class Numpy(Library):
     name = module = "numpy"
     roots = ("numpy",)
+    api_module = "array_api_compat.numpy"
     install = "pip install numpy"
     cast = "x.astype(np.float32)"
-
-    def load(self):
-        import array_api_compat.numpy as ns
-
-        return ns
 
     def owns(self, x) -> bool:
         return array_api_compat.is_numpy_array(x)

@@ -23,18 +23,13 @@ _constants: dict[tuple, object] = {}
 class Torch(Library):
     name = module = "torch"
     roots = ("torch",)
+    api_module = "array_api_compat.torch"
     install = ("pip install 'xpnet[torch]' (CPU-only: pip install torch --index-url "
                "https://download.pytorch.org/whl/cpu)")
     cast = "x.float()"
     eager_note = " (torch.compile was measured slower than eager on the CPU; a CUDA graph needs a CUDA device)"
     compile_summary = ("CUDA graph on a CUDA device (--compile on only: not yet run on a GPU), eager on "
                        "the CPU")
-
-    def load(self):
-        self.import_module()
-        import array_api_compat.torch as ns
-
-        return ns
 
     def owns(self, x) -> bool:
         return array_api_compat.is_torch_array(x)
