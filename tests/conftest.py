@@ -106,7 +106,7 @@ def clean_choice(monkeypatch):
     """No XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE and no process-wide set_backend choice."""
     for var in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(B, "_process", {})
+    monkeypatch.setattr(B.choice, "_process", {})
     yield
 
 

@@ -71,7 +71,7 @@ def test_float64_on_a_device_without_it_is_refused():
 
 
 def test_missing_package_names_the_pip_extra(monkeypatch):
-    monkeypatch.setitem(B._MODULE, "jax", "xpnet_no_such_module")
+    monkeypatch.setattr(B.library("jax"), "module", "xpnet_no_such_module")
     B._cache.clear()
     with pytest.raises(xpnet.BackendNotInstalledError, match=r"pip install 'xpnet\[jax\]'"):
         xpnet.get_backend("jax")

@@ -306,7 +306,7 @@ NVRTC_ERRORS = [RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: canno
 def test_cupy_whose_first_kernel_fails_is_unavailable_everywhere(monkeypatch, error):
     assert B._cupy_unusable_reason(fake_cupy()) is None  # the same stand-in with a working kernel
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(error))
-    monkeypatch.setattr(B, "_cache", {})
+    monkeypatch.setattr(B.choice, "_cache", {})
     with pytest.raises(xpnet.BackendUnavailableError, match=r"first CUDA kernel.*libnvrtc.*xpnet\[cuda12\]"):
         xpnet.get_backend("cupy")
     info = B.describe("cupy")
@@ -482,7 +482,7 @@ def test_small_uploads_to_torch_cuda_are_pinned_and_non_blocking(monkeypatch):
     mask[:] = 0  # the caller reuses its buffer: the upload holds its own copy
     assert float(out.sum()) == 12.0
     calls.clear()
-    monkeypatch.setattr(B, "PINNED_UPLOAD_MAX", 8)
+    monkeypatch.setattr(B.torch_lib, "PINNED_UPLOAD_MAX", 8)
     monkeypatch.setattr(torch, "asarray", lambda a, device=None, **kw: calls.append(("blocking", str(device))))
     be.asarray(np.ones(4))
     assert calls == [("blocking", "cuda:0")]

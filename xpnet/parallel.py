@@ -34,7 +34,7 @@ import zlib
 
 import numpy as np
 
-from .backend import from_host_like, host_dtype, to_numpy
+from .backend import device_label, from_host_like, host_dtype, library_of, nccl_status, to_numpy
 from .errors import BackendNotInstalledError, ConfigError, XPNetError
 
 # What MPI launchers put into each rank's environment: the job's size.
@@ -69,21 +69,8 @@ def mpi_info() -> dict:
             "library": " ".join(MPI.Get_library_version().strip().splitlines()[0].split()),
             "standard": "{}.{}".format(*MPI.Get_version()), "size": MPI.COMM_WORLD.Get_size(),
             "rank": MPI.COMM_WORLD.Get_rank(),
-            "nccl": _nccl_status()}
+            "nccl": nccl_status()}
     return info
-
-
-def _nccl_status() -> str:
-    """How CuPy gradients are reduced here: 'nccl <version>', or why through the host."""
-    try:
-        from cupy.cuda import nccl
-    except ImportError as e:
-        return f"through the host (cupy.cuda.nccl not importable: {e})"
-    except Exception as e:  # a broken CUDA install: say so, never fail `xpnet info`
-        return f"through the host ({type(e).__name__}: {e})"
-    if not getattr(nccl, "available", True):
-        return "through the host (CuPy was built without NCCL)"
-    return f"nccl {nccl.get_version()}"
 
 
 def world() -> Communicator | None:
@@ -323,9 +310,9 @@ class DistributedOptimizer:
 def _flat_buffer(items, comm: Communicator):
     """``(pack(grads, share), reduce(), views(params))`` over one flat buffer for the arrays
     ``items``; ``views`` gives the reduced gradients as arrays like the current ``params`` (a
-    compiled update replaces, and donates, the arrays it was made for)."""
-    import array_api_compat as compat
-
+    compiled update replaces, and donates, the arrays it was made for). The array library says
+    how its buffer reaches MPI (:meth:`xpnet.backend.Library.shared_buffer`); without a way of its
+    own, the buffer is on the host."""
     ref = items[0][1]
     shapes = [(k, tuple(p.shape)) for k, p in items]
     bounds = np.cumsum([0] + [int(np.prod(s)) for _, s in shapes])
@@ -334,75 +321,32 @@ def _flat_buffer(items, comm: Communicator):
     def split(flat):
         return {k: flat[bounds[i]:bounds[i + 1]].reshape(s) for i, (k, s) in enumerate(shapes)}
 
-    if compat.is_numpy_array(ref) or (compat.is_torch_array(ref) and ref.device.type == "cpu"):
-        if compat.is_numpy_array(ref):
-            flat = host = np.empty(total, dtype=ref.dtype)
-            mul = np.multiply
-        else:
-            import torch
-
-            flat = torch.empty(total, dtype=ref.dtype)
-            host, mul = flat.numpy(), torch.mul  # a view: MPI reads and writes the tensor's memory
-        views = split(flat)
-
-        def pack(grads, share):
-            if grads is None:
-                flat.fill(0) if isinstance(flat, np.ndarray) else flat.zero_()
-                return
-            for k, v in views.items():
-                mul(grads[k], share, out=v)
-
-        return pack, lambda: comm.allreduce_(host), lambda params: views
-    if compat.is_cupy_array(ref) and _nccl_status().startswith("nccl"):
-        return _nccl_buffer(ref, total, split, comm)
+    shared = library_of(ref).shared_buffer(ref, total, comm)
+    if shared is not None:
+        views = split(shared.flat)
+        return _packer(views, shared.multiply, shared.zero, lambda g: g), shared.reduce, lambda params: views
     host = np.empty(total, dtype=host_dtype(ref.dtype))
-    host_views = split(host)
-
-    def pack(grads, share):
-        if grads is None:
-            host.fill(0)
-            return
-        for k, v in host_views.items():
-            np.multiply(to_numpy(grads[k]), share, out=v)
-
+    views = split(host)
+    pack = _packer(views, np.multiply, lambda: host.fill(0), to_numpy)
     return pack, lambda: comm.allreduce_(host), lambda params: {k: from_host_like(v, params[k])
-                                                                 for k, v in host_views.items()}
+                                                                 for k, v in views.items()}
 
 
-def _nccl_buffer(ref, total: int, split, comm: Communicator):
-    """The flat buffer on the GPU, summed by NCCL on the current stream (the unique id goes over MPI)."""
-    import cupy
-    from cupy.cuda import nccl
-
-    types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
-             np.dtype(np.float16): nccl.NCCL_FLOAT16}
-    if np.dtype(ref.dtype) not in types:
-        raise ConfigError(f"NCCL reduces float16/32/64 gradients, got {ref.dtype}; use --dtype float32")
-    uid = comm.comm.bcast(nccl.get_unique_id() if comm.rank == 0 else None, root=0)
-    with ref.device:
-        nc = nccl.NcclCommunicator(comm.size, uid, comm.rank)
-        flat = cupy.empty(total, dtype=ref.dtype)
-    views = split(flat)
-    nccl_type = types[np.dtype(ref.dtype)]
+def _packer(views: dict, multiply, zero, convert):
+    """``pack(grads, share)``: ``share * grads`` into the buffer's ``views`` (zeros for no grads)."""
 
     def pack(grads, share):
         if grads is None:
-            flat.fill(0)
+            zero()
             return
         for k, v in views.items():
-            cupy.multiply(grads[k], share, out=v)
+            multiply(convert(grads[k]), share, out=v)
 
-    def reduce():
-        ptr = flat.data.ptr
-        nc.allReduce(ptr, ptr, total, nccl_type, nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
-
-    return pack, reduce, lambda params: views
+    return pack
 
 
 def gpu_device(backend, local_rank: int) -> str | None:
     """The device a rank takes when none is given: ``cuda:<local rank>`` where the backend's
     default device is a CUDA device, else None (keep the default)."""
-    from .backend import device_label
-
     label = device_label(backend.device)
     return f"cuda:{local_rank}" if label.startswith("cuda") else None
