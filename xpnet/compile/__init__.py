@@ -52,22 +52,18 @@ from __future__ import annotations
 
 import warnings
 
-from ..backend import backend_name, device, device_label
+from ..backend import LIBRARIES, backend_name, library, library_of
 from ..errors import ConfigError
 from ..model import Sequential
 from ..optimizers import Optimizer
 from .base import Step, _model_key  # noqa: F401 (part of this package's API)
 from .cache import CACHE_ENV, CACHE_OFF, cache_dir_default, cache_setting, use_cache  # noqa: F401
 from .eager import EagerStep
-from .graph import GraphStep, _CupyGraph, _TorchGraph
+from .graph import GraphStep
 from .jit import JaxStep
 
 # what --compile does on each backend (``xpnet info`` prints it)
-BACKEND_SUMMARY = {
-    "jax": "jax.jit (--compile auto and on)",
-    "cupy": "CUDA graph (--compile on only: not yet run on a GPU)",
-    "torch": "CUDA graph on a CUDA device (--compile on only: not yet run on a GPU), eager on the CPU",
-}
+BACKEND_SUMMARY = {name: lib.compile_summary for name, lib in LIBRARIES.items() if lib.compile_summary}
 
 
 def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
@@ -86,29 +82,22 @@ def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
         raise ConfigError(f"compile_step needs an xpnet optimizer (e.g. xpnet.SGD(lr=0.1)), got "
                           f"{type(optimizer).__name__}")
     ref = model.reference_array
-    name = backend_name(ref)
-    if name == "jax":
+    name, lib = backend_name(ref), library_of(ref)
+    if lib.jit:
         return JaxStep(model, optimizer)
     kind = _graph_kind(name, ref)
     if kind is not None:
         return GraphStep(model, optimizer, kind, f"CUDA graph ({name}): the step captured once per batch shape, "
                                                  "then replayed")
-    reason = f"no compiler is used for {name} arrays: the step runs eagerly"
-    if name == "torch":
-        reason += (" (torch.compile was measured slower than eager on the CPU; a CUDA graph needs a CUDA "
-                   "device)")
+    reason = f"no compiler is used for {name} arrays: the step runs eagerly{lib.eager_note}"
     if warn:
         warnings.warn(f"xpnet.compile_step: {reason}", RuntimeWarning, stacklevel=2)
     return EagerStep(model, optimizer, reason)
 
 
 def _graph_kind(name: str, ref):
-    """The CUDA-graph class for arrays of backend ``name`` like ``ref``, or None."""
-    if name == "cupy":
-        return _CupyGraph
-    if name == "torch" and device_label(device(ref)).startswith("cuda"):
-        return _TorchGraph
-    return None
+    """The CUDA-graph class for arrays of backend ``name`` like ``ref``, or None (the library says)."""
+    return library(name).graph_class(ref)
 
 
 COMPILE_CHOICES = ("auto", "on", "off")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
@@ -12,68 +11,6 @@ from ..errors import CaptureError, ConfigError
 from ..model import Sequential
 from ..optimizers import Optimizer
 from .base import Step, _dropouts, _model_key
-
-
-class _CupyGraph:
-    """One CUDA graph through CuPy's stream capture, with a memory pool of its own: the
-    temporaries the captured kernels write stay reserved for the graph (no other allocation
-    can be handed their addresses while it may replay)."""
-
-    def __init__(self, ref):
-        import cupy
-
-        self.cupy = cupy
-        self.pool = cupy.cuda.MemoryPool()
-        self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.graph = None
-
-    @contextlib.contextmanager
-    def warmup(self):
-        """The block runs on the capture stream and allocates from the graph's pool, so the
-        capture that follows finds every block it needs already there."""
-        cp = self.cupy
-        cp.cuda.get_current_stream().synchronize()  # the inputs written on the current stream
-        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
-            yield
-        self.stream.synchronize()
-
-    def capture(self, body) -> None:
-        cp = self.cupy
-        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
-            self.stream.begin_capture()  # relaxed mode: the pool may still grow during capture
-            try:
-                body()
-            finally:
-                self.graph = self.stream.end_capture()
-
-    def replay(self) -> None:
-        self.graph.launch(self.cupy.cuda.get_current_stream())  # in order with the copies around it
-
-
-class _TorchGraph:
-    """One CUDA graph through ``torch.cuda.CUDAGraph`` (torch keeps a private pool for it)."""
-
-    def __init__(self, ref):
-        import torch
-
-        self.torch = torch
-        self.graph = torch.cuda.CUDAGraph()
-        self.side = torch.cuda.Stream(ref.device)
-
-    @contextlib.contextmanager
-    def warmup(self):
-        torch = self.torch
-        self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side):
-            yield
-        torch.cuda.current_stream().wait_stream(self.side)
-
-    def capture(self, body) -> None:
-        with self.torch.cuda.graph(self.graph):
-            body()
-
-    def replay(self) -> None:
-        self.graph.replay()
 
 
 def _own(a):

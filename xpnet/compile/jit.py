@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from ..backend import check_same_backend, from_host_like, host_dtype
+from ..backend import check_same_backend, from_host_like, host_dtype, library
 from ..model import Sequential
 from ..optimizers import Optimizer
 from . import cache
@@ -24,10 +24,8 @@ class JaxStep(Step):
     reason = "jax.jit (parameters and optimizer state donated); run() is one lax.scan"
 
     def __init__(self, model: Sequential, optimizer: Optimizer):
-        import jax
-
         super().__init__(model, optimizer)
-        self.jax = jax
+        self.jax = library("jax").import_module()  # the backend seam is the one place that imports it
         self._executables: dict = {}
         self._mask_shapes: dict = {}
         self._lr = self._count = None  # (host value, device array): uploaded only when it changes
