@@ -29,8 +29,11 @@ def is_real(value) -> bool:
 
 
 def is_number(value) -> bool:
-    """Whether ``value`` is a finite real number (see :func:`is_real`)."""
-    return is_real(value) and math.isfinite(float(value))
+    """Whether ``value`` is a finite real number (see :func:`is_real`) that a float holds."""
+    try:
+        return is_real(value) and math.isfinite(float(value))
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 def is_array(value) -> bool:

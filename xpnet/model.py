@@ -27,6 +27,7 @@ from .backend import (
     resolve,
     to_numpy,
 )
+from .checks import as_rng, number_arg, size_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
 
@@ -265,7 +266,7 @@ class Sequential:
         ``batch_size`` (an int >= 1) bounds the memory of one forward pass.
         """
         if batch_size is not None:
-            batch_size = L.size_arg("accuracy batch_size", batch_size)
+            batch_size = size_arg("accuracy batch_size", batch_size)
         if not self.layers:
             return self.predict(x)  # the error for a model with no layers
         if check:
@@ -342,7 +343,7 @@ class Sequential:
         In float64, 1e-6 or less means the backward is right; a wrong formula gives 1e-2 or more.
         """
         _check_gradient_args(dtype, eps)
-        if floor is not None and not L.number_arg("floor", floor) > 0:
+        if floor is not None and not number_arg("floor", floor) > 0:
             raise ConfigError(f"floor must be a number > 0, got {floor!r}")
         num = self.numerical_gradient(x, t, eps, dtype, wrt_input)
         with _cast(self, x, dtype) as (xc, _), _frozen(self):
@@ -377,7 +378,7 @@ class Sequential:
 def _check_gradient_args(dtype, eps) -> float:
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be 'float32' or 'float64' for numerical gradients, got {dtype!r}")
-    eps = L.number_arg("eps", eps)
+    eps = number_arg("eps", eps)
     if not eps > 0:
         raise ConfigError(f"eps (the finite-difference step) must be > 0, got {eps!r}; use 1e-5 in "
                           f"float64 or 1e-2 in float32")
@@ -459,18 +460,18 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ConfigError(f"mlp sizes must be at least [inputs, outputs], all >= 1; got {sizes}")
-    sizes = [L.size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
+    sizes = [size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
     act = L.ACTIVATIONS.get(str(activation).lower())
     if act is None:
         raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(L.ACTIVATIONS)}")
-    dropout = L.number_arg("mlp dropout", dropout)
+    dropout = number_arg("mlp dropout", dropout)
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"mlp dropout must be in [0, 1), got {dropout}")
     if str(loss).lower() not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
     be = _mlp_backend(backend, device, dtype)
     init = init if init is not None else ("he" if act is L.ReLU else "xavier")
-    rng = L.as_rng(seed)
+    rng = as_rng(seed)
     pairs = list(zip(sizes[:-1], sizes[1:]))
     L.check_fits(sum(i * o + o for i, o in pairs) * host_dtype(be.dtype).itemsize
                  + max(i * o for i, o in pairs) * 8, f"mlp({sizes}) in {be.dtype_name}")
