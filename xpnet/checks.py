@@ -65,9 +65,11 @@ def number_arg(name: str, value) -> float:
 
 
 def positive_arg(name: str, value) -> float:
-    """``value`` as a finite float > 0."""
-    v = number_arg(name, value)
-    if not v > 0:
+    """``value`` as a finite float > 0 (NaN and inf are refused with the range, not as non-numbers)."""
+    if not is_real(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not (v > 0 and math.isfinite(v)):
         raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
     return v
 
