@@ -173,6 +173,30 @@ def test_bad_arguments_exit_2_with_the_valid_choices(argv, needle, capsys):
     assert code == 2 and needle in err
 
 
+@pytest.mark.parametrize("flag, parse, check", [
+    ("positive_int", int, "size_arg"),
+    ("positive_float", float, "positive_arg"),
+    ("non_negative_float", float, "non_negative_arg"),
+    ("seed", int, "seed_arg"),
+])
+def test_a_flag_takes_exactly_what_the_library_check_takes(flag, parse, check):
+    import argparse
+
+    from xpnet import checks
+    from xpnet.cli import argtypes
+
+    for text in ["1", "7", "0", "-3", "2.5", "1e-3", "nan", "inf", "-inf", "x", "", str(2**63 - 1), str(2**63)]:
+        try:
+            library = getattr(checks, check)("value", parse(text))
+        except (ValueError, checks.ConfigError):
+            library = None
+        try:
+            given = getattr(argtypes, flag)(text)
+        except argparse.ArgumentTypeError:
+            given = None
+        assert given == library, (flag, text)
+
+
 def test_xpnet_errors_exit_1_with_a_sentence(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -216,6 +240,12 @@ def test_import_pulls_in_no_optional_package():
         "'tqdm', 'dask', 'onnx', 'onnxruntime', 'safetensors', 'mpi4py') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
+    done = run_process([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_command_line_imports_the_benchmark_only_for_xpnet_bench():
+    code = "import sys, xpnet.cli; sys.exit(1 if 'xpnet.bench' in sys.modules else 0)"
     done = run_process([sys.executable, "-c", code], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .backend import Backend, from_host_like, namespace
+from .checks import is_int
 from .errors import ConfigError, ShapeError
 
 
@@ -29,7 +30,7 @@ class Loader:
     def __init__(
         self, x, t, batch_size: int = 64, shuffle: bool = True, seed: int = 0, drop_last: bool = False
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not is_int(batch_size, 1):
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if x.ndim == 0 or t.ndim == 0:
             raise ShapeError(f"x and t need a sample axis; got shapes {tuple(x.shape)} and {tuple(t.shape)}")

@@ -12,8 +12,6 @@ elementwise ``relu``, ``sigmoid`` and ``softplus`` follow any float dtype).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .backend import (
@@ -26,6 +24,7 @@ from .backend import (
     namespace,
     to_numpy,
 )
+from .checks import is_array, is_int
 from .errors import BackendMismatchError, DTypeError, LabelError, NonFiniteError, ShapeError
 
 _kinds: dict = {}
@@ -178,14 +177,14 @@ def one_hot(t, num_classes: int, dtype=None, xp=None):
 
 
 def _num_classes(c) -> None:
-    if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1:
+    if not is_int(c, 1):
         raise LabelError(f"the number of classes must be an integer >= 1, got {c!r}")
 
 
 def require_array(a, where: str, like=None) -> None:
     """Raise :class:`BackendMismatchError` unless ``a`` is an array (of ``like``'s library and
     device when ``like`` is given): a Python list or a scalar is not taken silently."""
-    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")):
+    if not is_array(a):
         lib = f"{backend_name(like)} " if like is not None else ""
         raise BackendMismatchError(f"{where}: expected a {lib}array, got {type(a).__name__}; "
                                    f"convert it first, e.g. xpnet.get_backend().asarray(values)")

@@ -20,14 +20,14 @@ import numpy as np
 
 from . import functional as F
 from .backend import Backend, check_same_backend, dtype_name, from_host_like, host_dtype, namespace, resolve
-from .checks import as_rng, number_arg, size_arg  # noqa: F401 (as_rng, size_arg: part of this module's API)
+from .checks import as_rng, is_array, number_arg, size_arg  # noqa: F401 (as_rng, size_arg: part of this module's API)
 from .errors import BackendMismatchError, CallOrderError, ConfigError, DTypeError, ShapeError
 
 
 def check_param(a, name: str, like=None):
     """Raise a clear error unless ``a`` can be a layer's parameter: a floating-point array that
     tracks no autograd graph, on ``like``'s library, device and dtype when ``like`` is given."""
-    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")):
+    if not is_array(a):
         raise BackendMismatchError(f"{name} must be an array (e.g. xpnet.get_backend().asarray(w)), "
                                    f"got {type(a).__name__}")
     if getattr(a, "requires_grad", False):

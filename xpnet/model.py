@@ -26,6 +26,7 @@ from .backend import (
     resolve,
     to_numpy,
 )
+from .checks import as_rng, number_arg, size_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, LabelError, NonFiniteError, ShapeError
 from .losses import LOSSES, SoftmaxWithLoss
 from .registry import ACTIVATIONS, numbered
@@ -293,7 +294,7 @@ class Sequential:
         ``batch_size`` (an int >= 1) bounds the memory of one forward pass.
         """
         if batch_size is not None:
-            batch_size = L.size_arg("accuracy batch_size", batch_size)
+            batch_size = size_arg("accuracy batch_size", batch_size)
         if not self.layers:
             return self.predict(x)  # the error for a model with no layers
         if check:
@@ -373,18 +374,18 @@ def mlp(sizes, activation: str = "relu", init=None, batchnorm: bool = False, dro
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ConfigError(f"mlp sizes must be at least [inputs, outputs], all >= 1; got {sizes}")
-    sizes = [L.size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
+    sizes = [size_arg(f"mlp sizes[{i}]", s) for i, s in enumerate(sizes)]
     act = ACTIVATIONS.get(str(activation).lower())
     if act is None:
         raise ConfigError(f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
-    dropout = L.number_arg("mlp dropout", dropout)
+    dropout = number_arg("mlp dropout", dropout)
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"mlp dropout must be in [0, 1), got {dropout}")
     if str(loss).lower() not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
     be = _mlp_backend(backend, device, dtype)
     init = init if init is not None else ("he" if act is L.ReLU else "xavier")
-    rng = L.as_rng(seed)
+    rng = as_rng(seed)
     pairs = list(zip(sizes[:-1], sizes[1:]))
     L.check_fits(sum(i * o + o for i, o in pairs) * host_dtype(be.dtype).itemsize
                  + max(i * o for i, o in pairs) * 8, f"mlp({sizes}) in {be.dtype_name}")

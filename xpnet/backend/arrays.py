@@ -117,7 +117,7 @@ def constant(value: float, like):
 def device_context(x):
     """``with device_context(x):`` runs the block with array ``x``'s device current: what
     :meth:`Backend.activate` does, for code that holds arrays, not a Backend (the trainer:
-    ``with device_context(next(iter(model.params.values()))):`` around an epoch). A no-op
+    ``with device_context(model.reference_array):`` around an epoch). A no-op
     everywhere but CuPy."""
     return library_of(x).context_of(x)
 

@@ -26,6 +26,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..checks import is_int, is_number
 from ..errors import ConfigError, DataError, ShapeError
 from . import idx
 
@@ -83,7 +84,7 @@ class Scaler:
             bad(f"kind is {d['kind']!r}, not a string")
         for key in ("offset", "divisor"):
             v = d[key]
-            if not isinstance(v, list) or not v or not all(_is_finite_number(a) for a in v):
+            if not isinstance(v, list) or not v or not all(is_number(a) for a in v):
                 bad(f"{key} is not a non-empty list of finite numbers")
         if len(d["offset"]) != len(d["divisor"]):
             bad(f"{len(d['offset'])} offsets but {len(d['divisor'])} divisors")
@@ -92,10 +93,6 @@ class Scaler:
         if num_features is not None and len(d["offset"]) not in (1, num_features):
             bad(f"{len(d['offset'])} offsets for a model of {num_features} features")
         return cls(d["kind"], list(d["offset"]), list(d["divisor"]))
-
-
-def _is_finite_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
 
 @dataclass
@@ -253,7 +250,7 @@ def make_spiral(points_per_class: int = 100, num_classes: int = 3, noise: float 
     ``4 j + 4 r + noise * N(0, 1)``, at ``(r sin(angle), r cos(angle))``. Returns host
     arrays ``x`` (float64, shape (classes * points, 2)) and integer labels ``t``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed, 0):
         raise ConfigError(f"spiral seed must be an integer >= 0, got {seed!r}")
     if points_per_class < 1 or num_classes < 1:
         raise ConfigError(

@@ -1,0 +1,157 @@
+"""The ``xpnet`` command's arguments: one function per command adds its flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..backend import BACKENDS, DTYPES
+from .argtypes import folder, hidden_sizes, non_negative_float, positive_float, positive_int, seed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xpnet",
+        description="Train and use textbook neural networks on NumPy, CuPy, PyTorch, JAX or Dask.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the xpnet version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    _add_predict(sub)
+    i = sub.add_parser("info", help="xpnet version and every backend: installed? version, devices, float64")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_export(sub)
+    sub.add_parser("bench", help="benchmarks (xpnet bench --help)", add_help=False)
+    return parser
+
+
+def _add_backend_options(p: argparse.ArgumentParser, dtype_default: str = "$XPNET_DTYPE or float32") -> None:
+    g = p.add_argument_group("backend (same as XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE)")
+    g.add_argument("--backend", choices=BACKENDS, help="array library (default: $XPNET_BACKEND or numpy)")
+    g.add_argument("--device", help="device, e.g. cpu, cuda:0 (default: the backend's first)")
+    g.add_argument("--dtype", choices=DTYPES, help=f"float dtype (default: {dtype_default})")
+
+
+def _add_train(sub) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train an MLP (default: digits on the CPU)",
+        description="Train an MLP and write checkpoint.npz, history.json/.csv and curves.png into --out.",
+    )
+    _add_model_options(t)
+    _add_run_options(t)
+    _add_backend_options(t)
+
+
+def _add_model_options(t: argparse.ArgumentParser) -> None:
+    """What is trained, and how: the dataset, the model, the optimizer, the epochs."""
+    from ..datasets import NAMES, SCALES
+    from ..optimizers import OPTIMIZERS
+    from ..registry import ACTIVATIONS
+    from ..train import DEFAULTS as d
+
+    t.add_argument("--dataset", choices=NAMES, default=None, help=f"default: {d['dataset']}")
+    t.add_argument("--hidden", type=hidden_sizes, default=None,
+                   help="hidden layer sizes, e.g. 256 or 128,64 (default: 256)")
+    t.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help=f"default: {d['activation']}")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help=f"default: {d['optimizer']}")
+    t.add_argument("--lr", type=positive_float, default=None,
+                   help=f"learning rate (default: {d['lr']} for adam, 0.1 otherwise)")
+    t.add_argument("--weight-decay", type=non_negative_float, default=None, help="L2 weight decay (default: 0)")
+    t.add_argument("--epochs", type=positive_int, default=d["epochs"],
+                   help="total epochs, counting those before --resume (default: %(default)s)")
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"the global batch: split over the ranks under mpiexec (default: {d['batch_size']})")
+    t.add_argument("--seed", type=seed, default=None,
+                   help=f"seeds weights and shuffles, 0 to 2**63-1 (default: {d['seed']})")
+    t.add_argument("--scale", choices=SCALES, default=None,
+                   help=f"features to [0, 1] (minmax) or to zero mean, unit variance (default: {d['scale']})")
+    t.add_argument("--patience", type=positive_int, default=None,
+                   help="stop early after this many epochs without a lower test loss")
+
+
+def _add_run_options(t: argparse.ArgumentParser) -> None:
+    """Where the run's files go, resuming, and what it prints."""
+    t.add_argument(
+        "--out",
+        default=None,
+        help="output directory; one holding another run is refused unless --overwrite (default: runs/DATASET, "
+        "or runs/DATASET-2, -3... when that holds a run; with --resume: the checkpoint's folder)",
+    )
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its files stay until the new run completes an epoch)")
+    t.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        default=None,
+        help="continue from a checkpoint (--lr, --weight-decay, --batch-size, --dtype, --backend, --device "
+        "may change; the model, dataset, optimizer, scale and seed may not)",
+    )
+    t.add_argument("--data-dir", type=folder, default=None,
+                   help="folder with local MNIST files / download cache (default: $XPNET_DATA_DIR or ~/.cache/xpnet)")
+    t.add_argument("--save-every", type=positive_int, default=None, help="also checkpoint every N epochs")
+    t.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compile the training step: auto (where xpnet has a compiler: jax), on (error elsewhere), off "
+        "(default: %(default)s)",
+    )
+    t.add_argument("--no-plot", action="store_true", help="do not draw curves.png")
+    t.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines, no progress bar")
+
+
+def _add_eval(sub) -> None:
+    from ..datasets import NAMES
+
+    e = sub.add_parser("eval", help="loss and accuracy of a checkpoint on its dataset's test set")
+    e.add_argument("checkpoint")
+    e.add_argument("--dataset", choices=NAMES, default=None, help="default: the one it was trained on")
+    e.add_argument("--data-dir", type=folder, default=None, help="folder of local MNIST files (as for train)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_backend_options(e, "the checkpoint's")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="predicted classes for features in a .npy/.csv file, or test samples")
+    p.add_argument("checkpoint")
+    p.add_argument(
+        "input",
+        nargs="?",
+        default=None,
+        help="features in the dataset's original units: a .npy array of shape (N, F) (or (N, ...), "
+        "flattened per sample; a 1-D array is one sample), or a CSV file of numbers with one sample "
+        "a row and no header; default: test samples of the checkpoint's dataset",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="show the first N samples only (default: every sample of INPUT; without INPUT, 10 test samples)",
+    )
+    p.add_argument("--data-dir", type=folder, default=None, help="folder of local MNIST files (as for train)")
+    _add_backend_options(p, "the checkpoint's")
+
+
+def _add_export(sub) -> None:
+    x = sub.add_parser(
+        "export",
+        help="a checkpoint as ONNX (onnxruntime) or safetensors (PyTorch); needs xpnet[export]",
+        description="Export a checkpoint (.npz or .safetensors) for other tools. ONNX: a graph that takes the "
+        "raw features xpnet predict takes (the dataset's scaling is its first nodes) and gives scores. "
+        "safetensors: the checkpoint's arrays and description, which xpnet eval, predict and train --resume "
+        "also accept.",
+    )
+    x.add_argument("checkpoint")
+    x.add_argument("--format", choices=("onnx", "safetensors"), required=True)
+    x.add_argument("--out", default=None, help="file to write (default: the checkpoint's name, .onnx or .safetensors)")
+    x.add_argument("--probabilities", action="store_true",
+                   help="onnx: end with Softmax (Sigmoid for one output), not scores")
+    x.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="onnx: the graph's float type (default: the checkpoint's); float64 weights given --dtype float32 "
+        "are rounded to float32",
+    )
