@@ -4,7 +4,8 @@ hand-written in NumPy; and the trainer's compiled epoch (``step.epoch``), which 
 batches inside one compiled call.
 
 The other contenders slice pre-shuffled data (no gather), so they time the step alone; these
-time what a user's epoch costs.
+time what a user's epoch costs. Also here: the step written directly in jax, compiled per step
+and as one scanned epoch, the reference for what XLA makes of the step on this CPU.
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ def loop_contenders(w, X, T, backends, errors: dict) -> list[Contender]:
     if "jax" in backends:
         makers.append(("xpnet[jax] compiled step, README loop", lambda: XPNetLoop(w, X, T, "jax", True)))
         makers.append(("xpnet[jax] step.epoch", lambda: XPNetEpoch(w, X, T, "jax")))
+        makers.append(("jax hand-written compiled step", lambda: JaxNative(w, X, T)))
+        makers.append(("jax hand-written compiled epoch", lambda: JaxNative(w, X, T, epoch=True)))
     out = []
     for name, make in makers:
         try:
@@ -138,3 +141,60 @@ def loop_contenders(w, X, T, backends, errors: dict) -> list[Contender]:
         except Exception as e:
             errors[f"{w.name} {name}"] = f"{type(e).__name__}: {e}"
     return out
+
+
+class JaxNative(Contender):
+    """The same MLP step written directly in jax (``jax.grad`` of a softmax cross-entropy, SGD),
+    ``jax.jit`` per step or one ``lax.scan`` over the timed steps on pre-stacked batches, as
+    ``xpnet[jax] compiled step / epoch`` run: what XLA itself makes of the step on this CPU."""
+
+    backend = "jax compiled"
+    lib = "jax"
+
+    def __init__(self, w, X, T, epoch: bool = False):
+        import jax
+        import jax.numpy as jnp
+
+        from .workloads import LR, init_weights
+
+        self.jax, self.B, self.epoch = jax, w.batch, epoch
+        self.warm_whole = epoch
+        self.name = f"jax hand-written compiled {'epoch' if epoch else 'step'}"
+        self.params = [jnp.asarray(a) for Wb in init_weights(w) for a in Wb]
+        nb = w.steps_per_epoch
+        self.Xs = jnp.reshape(jnp.asarray(X[: nb * w.batch]), (nb, w.batch, X.shape[1]))
+        self.Ts = jnp.reshape(jnp.asarray(T[: nb * w.batch].astype(np.int32)), (nb, w.batch))
+        B = w.batch
+        self.batches = [] if epoch else [(jnp.asarray(X[i * B:(i + 1) * B]),
+                                          jnp.asarray(T[i * B:(i + 1) * B].astype(np.int32))) for i in range(nb)]
+
+        def loss(p, x, t):
+            h = x
+            for k in range(0, len(p) - 2, 2):
+                h = jnp.maximum(h @ p[k] + p[k + 1], 0)
+            s = h @ p[-2] + p[-1]
+            return jnp.mean(jax.nn.logsumexp(s, axis=1) - jnp.take_along_axis(s, t[:, None], 1)[:, 0])
+
+        def step(p, x, t):
+            v, g = jax.value_and_grad(loss)(p, x, t)
+            return [a - LR * b for a, b in zip(p, g, strict=True)], v
+
+        self.step_fn = jax.jit(step, donate_argnums=(0,))
+        self.scan_fn = jax.jit(lambda p, xs, ts: jax.lax.scan(lambda c, b: step(c, *b), p, (xs, ts)),
+                               donate_argnums=(0,))
+        self.last = None
+
+    def step(self, i):
+        self.params, self.last = self.step_fn(self.params, *self.batches[i])
+
+    def run(self, start: int, k: int, nb: int) -> float:
+        if not self.epoch:
+            return super().run(start, k, nb)
+        xs, ts = self.Xs[:k], self.Ts[:k]
+        t0 = time.perf_counter()
+        self.params, self.last = self.scan_fn(self.params, xs, ts)
+        self.sync()
+        return time.perf_counter() - t0
+
+    def sync(self):
+        self.jax.block_until_ready(self.params)
