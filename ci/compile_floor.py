@@ -70,8 +70,8 @@ print(step.compile_seconds)
 def seconds(code: str, env: dict, cpus) -> tuple[float, float]:
     """The compile seconds the child prints, and the child's CPU seconds per wall second."""
     c0, t0 = cores.children_cpu(), time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
-                          preexec_fn=cores.pin_at_start(cpus))
+    with cores.children_pinned(cpus):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     ratio = (cores.children_cpu() - c0) / (time.perf_counter() - t0)
     if done.returncode != 0:
         raise SystemExit(f"compile_floor: a measurement failed: {done.stderr.strip()[-400:]}")

@@ -39,8 +39,9 @@ def timed(args, env, cpus, timeout=300) -> tuple[float, float]:
     """Wall seconds and CPU seconds of one run of ``args`` pinned to ``cpus``."""
     c0 = cores.children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=cores.pin_at_start(cpus))
+    with cores.children_pinned(cpus):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
     try:
         _, err = proc.communicate(timeout=timeout)
     finally:

@@ -55,7 +55,7 @@ from .contenders import (
     XPNetOpsInlined,
     _sync_array,
 )
-from .cores import choose, parse_cpus, pin_at_start, pinned
+from .cores import children_pinned, choose, parse_cpus, pinned
 from .gpu import CudaTimer, gpu_makers, gpu_unavailable_reason, torch_cuda_available
 from .loops import NumpyTextbookLoop, XPNetEpoch, XPNetLoop
 from .machine import machine, matmul_rate, set_threads
@@ -224,8 +224,8 @@ def _in_child(args, argv) -> int | None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n,
            "XPNET_BENCH_THREADS": n, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla}".strip()}
     argv = sys.argv[1:] if argv is None else list(argv)
-    return subprocess.run([sys.executable, "-m", "xpnet.bench", *argv], env=env,
-                          preexec_fn=pin_at_start(args.cores)).returncode
+    with children_pinned(args.cores):
+        return subprocess.run([sys.executable, "-m", "xpnet.bench", *argv], env=env).returncode
 
 
 def _report(args, result: dict) -> int:

@@ -3,8 +3,8 @@
 A thread count is a request: XLA's CPU runtime, for one, runs work on a second core even with
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``. Only an affinity mask
 holds a process to ``n`` cores, so every measurement here runs pinned: a child process pinned
-before it starts (:func:`pin_at_start`, so the threads a library starts at import inherit the
-mask) or, in the running process, every thread pinned and restored after (:func:`pinned`).
+before it starts (:func:`children_pinned`, so the threads a library starts at import inherit
+the mask) or, in the running process, every thread pinned and restored after (:func:`pinned`).
 CPU seconds per wall second (:class:`CpuClock`) over the timed part show what was used: at
 most the number of cores the process is held to.
 
@@ -88,12 +88,20 @@ def pinned(cpus):
         pin_all(before)
 
 
-def pin_at_start(cpus):
-    """A ``preexec_fn`` for :mod:`subprocess`: the child is pinned before it runs anything."""
+@contextlib.contextmanager
+def children_pinned(cpus):
+    """Processes started inside the block begin pinned to ``cpus``, before they run anything (a
+    child inherits the mask of the thread that starts it; this thread gets its own back after).
+    No ``preexec_fn``: that forces a plain fork, which jax warns about in a threaded process."""
     if not CAN_PIN or cpus is None:
-        return None
-    cpus = tuple(cpus)
-    return lambda: os.sched_setaffinity(0, cpus)
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, tuple(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def held_to() -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from .contenders import Contender, NumpyBuffers, NumpyTextbook, TorchNative, XPNet, XPNetOpsInlined
-from .cores import pin_at_start
+from .cores import children_pinned
 from .workloads import WORKLOADS, Workload, make_data, quick_workload
 
 
@@ -76,8 +76,8 @@ def memory_of(workload: str, contender: str, quick: bool, threads: int, cpus=Non
     if cpus:
         cmd += ["--cpus", ",".join(map(str, cpus))]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
-                           preexec_fn=pin_at_start(cpus))
+        with children_pinned(cpus):
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         return json.loads(r.stdout.strip().splitlines()[-1])
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"}
