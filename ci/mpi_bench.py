@@ -46,11 +46,31 @@ def pin_rank() -> list[int]:
     return cpu
 
 
+def timed_steps(step, sync, batches, warmup, comm, opt):
+    """Wall seconds and the CPU clock of the steps after ``warmup`` (all ranks start together)."""
+    from xpnet.bench.cores import CpuClock
+
+    for b in batches[:warmup]:
+        step(*b)
+    sync()
+    if comm is not None:
+        comm.barrier()
+        opt.seconds = 0.0
+    clock = CpuClock()
+    t0 = time.perf_counter()
+    with clock.timing():
+        for b in batches[warmup:]:
+            step(*b)
+        sync()
+    if comm is not None:
+        comm.barrier()
+    return time.perf_counter() - t0, clock
+
+
 def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: bool = False) -> None:
     core = pin_rank()  # before jax or BLAS start threads: they inherit the mask
     import xpnet
     from xpnet import parallel
-    from xpnet.bench.cores import CpuClock
 
     comm = parallel.world()
     rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
@@ -86,32 +106,13 @@ def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: 
     def sync():  # jax runs asynchronously: the clock stops when the last update is done
         xpnet.to_numpy(next(iter(model.params.values())))
 
-    for b in batches[:warmup]:
-        step(*b)
-    sync()
-    if comm is not None:
-        comm.barrier()
-        opt.seconds = 0.0
-    clock = CpuClock()
-    t0 = time.perf_counter()
-    with clock.timing():
-        for b in batches[warmup:]:
-            step(*b)
-        sync()
-    if comm is not None:
-        comm.barrier()
-    seconds = time.perf_counter() - t0
+    seconds, clock = timed_steps(step, sync, batches, warmup, comm, opt)
     ratios = [clock.ratio] if comm is None else comm.comm.allgather(clock.ratio)
     cores_used = [core] if comm is None else comm.comm.allgather(core)
     alone = 0.0
     if comm is not None:
         comm.check_agree({"weights": model.params})  # raises on every rank if they drifted apart
-        buf = np.zeros(sum(int(np.prod(p.shape)) for p in model.params.values()), dtype=np.float32)
-        for _ in range(5):  # the allreduce with both ranks ready: its own cost, no waiting
-            comm.barrier()
-            a0 = time.perf_counter()
-            comm.allreduce_(buf)
-            alone += (time.perf_counter() - a0) / 5
+        alone = allreduce_alone(comm, model.params)
     if rank == 0:
         np.savez(out / f"weights-{size}.npz", **{k: xpnet.to_numpy(v) for k, v in model.params.items()})
         allreduce = 0.0 if comm is None else opt.seconds
@@ -122,6 +123,18 @@ def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: 
             "bytes_per_step": sum(int(np.prod(p.shape)) * 4 for p in model.params.values()),
             "cpu_per_wall": ratios, "cores": cores_used,
         }))
+
+
+def allreduce_alone(comm, params) -> float:
+    """Seconds of one allreduce of every parameter's size with all ranks ready (no waiting)."""
+    buf = np.zeros(sum(int(np.prod(p.shape)) for p in params.values()), dtype=np.float32)
+    alone = 0.0
+    for _ in range(5):
+        comm.barrier()
+        a0 = time.perf_counter()
+        comm.allreduce_(buf)
+        alone += (time.perf_counter() - a0) / 5
+    return alone
 
 
 def run_job(ranks: int, out: Path, steps: int, warmup: int, timeout: float = 300, extra=()) -> dict:
