@@ -55,7 +55,7 @@ from .contenders import (
     XPNetOpsInlined,
     _sync_array,
 )
-from .cores import children_pinned, choose, parse_cpus, pinned
+from .cores import CAN_PIN, children_pinned, choose, parse_cpus, pinned
 from .gpu import CudaTimer, gpu_makers, gpu_unavailable_reason, torch_cuda_available
 from .loops import NumpyTextbookLoop, XPNetEpoch, XPNetLoop
 from .machine import machine, matmul_rate, set_threads
@@ -134,7 +134,8 @@ def _gpu_section(args, result: dict) -> None:
 def run(args) -> dict:
     """Measure every workload (CPU, then GPU where there is one); the results as a dict."""
     result: dict = {"machine": machine(), "threads": set_threads(args.threads), "quick": args.quick,
-                    "repeats": args.repeats, "pinned_to": list(args.cores) if args.cores else None,
+                    "repeats": args.repeats,
+                    "pinned_to": list(args.cores) if args.cores and CAN_PIN else None,
                     "cpu": {}, "gpu": {}, "errors": {}, "notes": []}
     rate = matmul_rate(args.quick)
     result["matmul_flops"] = rate

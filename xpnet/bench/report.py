@@ -139,7 +139,8 @@ def notes(result: dict, args, rate: dict) -> list[str]:
     m, threads = result["machine"], args.threads
     pin = result.get("pinned_to")
     held = (f"the process and every thread it starts pinned to core(s) {pin} (sched_setaffinity)"
-            if pin else "NOT pinned (--no-pin): a library may use more cores than its threads")
+            if pin else "NOT pinned (--no-pin, or no sched_setaffinity here): a library may use more cores "
+            "than its threads")
     return [
         f"machine: {m['cpu']}, {m['cores']} cores; numpy {m['numpy']}, torch {m.get('torch', '-')}; "
         f"{threads} thread(s) for every contender (torch.set_num_threads; XLA_FLAGS for jax; "
