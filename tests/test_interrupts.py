@@ -80,7 +80,7 @@ def test_a_stop_in_the_first_compiled_epoch_with_adam_rolls_back_and_training_go
     whole = _trainer()
     whole.fit(3)
     cut = _trainer(out=tmp_path / "run")
-    assert cut.step is not None and cut.step.compiled
+    assert cut.step.compiled
     real = cut.train_epoch
 
     def first_epoch_stopped():

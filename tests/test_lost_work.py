@@ -23,6 +23,8 @@ from xpnet import checkpoint as C
 from xpnet import cli, datasets
 from xpnet import train as T
 from xpnet.errors import ConfigError, LabelError, NonFiniteError, OutputError
+from xpnet.train import checkpoints as TC
+from xpnet.train import trainer as TT
 
 
 def train_cli(capsys, *args):
@@ -198,12 +200,12 @@ def test_free_space_is_checked_before_each_write(tmp_path, monkeypatch):
     before = (tmp_path / "checkpoint.npz").read_bytes()
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10_000_000))  # passes the start check
-    monkeypatch.setattr(T, "_checkpoint_bytes", lambda m, o: 1000)
-    monkeypatch.setattr(T.shutil, "disk_usage", lambda p: real(p)._replace(free=5000))
+    monkeypatch.setattr(TC, "checkpoint_bytes", lambda m, o: 1000)
+    monkeypatch.setattr(TC.shutil, "disk_usage", lambda p: real(p)._replace(free=5000))
     with pytest.raises(ConfigError, match="has 5000 bytes free"):
         trainer.fit(3)  # the start-of-fit estimate already refuses
-    monkeypatch.setattr(T, "HISTORY_BYTES_PER_EPOCH", 0)
-    monkeypatch.setattr(T, "check_writable", lambda folder, need=0: folder)
+    monkeypatch.setattr(TC, "HISTORY_BYTES_PER_EPOCH", 0)
+    monkeypatch.setattr(TC, "check_writable", lambda folder, need=0: folder)
     with pytest.raises(OutputError, match=r"needs about \d+ bytes, but .* has 5000 free"):
         trainer.fit(3)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
@@ -212,7 +214,7 @@ def test_free_space_is_checked_before_each_write(tmp_path, monkeypatch):
 def test_the_space_estimate_counts_the_history_that_grows(tmp_path, monkeypatch):
     trainer = T.build("iris", hidden=(6,), out=tmp_path, log=None)
     real = shutil.disk_usage
-    free = 2 * T._checkpoint_bytes(trainer.model, trainer.optimizer) + 100_000
+    free = 2 * TC.checkpoint_bytes(trainer.model, trainer.optimizer) + 100_000
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=free))
     with pytest.raises(ConfigError, match="bytes free, but the checkpoints need about"):
         trainer.fit(10_000)  # 10,000 epochs of history do not fit in 100 kB
@@ -534,7 +536,7 @@ def test_the_trainer_runs_its_epochs_with_the_models_device_current(monkeypatch)
         entered.append(x)
         yield
 
-    monkeypatch.setattr(T, "device_context", recording)
+    monkeypatch.setattr(TT, "device_context", recording)
     model = X.mlp([4, 3], seed=0)
     T.Trainer(model, X.SGD(lr=0.1), datasets.iris(), batch_size=30, log=None).fit(2)
     assert len(entered) == 1 and entered[0] is not None

@@ -55,7 +55,7 @@ def train_weights(backend: str, dtype: str, comm, epochs: int = 1, batch_size: i
     trainer = Trainer(model, opt, data, batch_size=batch_size, seed=0, log=None, comm=comm, compile=compile)
     history = trainer.fit(epochs)
     arrays = {**model.params, **model.state}
-    compiled = trainer.step is not None and trainer.step.compiled
+    compiled = trainer.step.compiled
     return {k: xpnet.to_numpy(v).astype(np.float64) for k, v in arrays.items()}, history.records, compiled
 
 

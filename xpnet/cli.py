@@ -368,7 +368,7 @@ def _train_in(args, comm) -> int:
         compile=args.compile,
         comm=comm,
     )
-    if trainer.step is not None and cache[0] is None and "folder" in cache[1] and (comm is None or comm.rank == 0):
+    if trainer.step.compiled and cache[0] is None and "folder" in cache[1] and (comm is None or comm.rank == 0):
         print(f"xpnet train: note: compiled executables are not kept between runs: {cache[1]}", file=sys.stderr)
     try:
         if comm is not None and comm.rank != 0:

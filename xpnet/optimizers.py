@@ -40,7 +40,7 @@ class Optimizer:
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
         self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
         self._params = None  # the params mapping this optimizer's state belongs to
-        self._holders: dict = {}  # key -> [(layer ref, name)]: layers holding a user's array (see _bind)
+        self._holders: dict = {}  # key -> [(layer ref, name)]: layers holding a user's array (see bind)
 
     def update(self, params, grads) -> None:
         """Change every ``params[key]`` by the step computed from ``grads[key]``."""
@@ -48,8 +48,8 @@ class Optimizer:
             raise ConfigError(f"params must be a dict of arrays (model.params), got {type(params).__name__}")
         items = list(params.items())
         if params is not self._params:
-            self._bind(params, items)
-        gs = self._check_grads(items, grads)  # all checked before any parameter changes
+            self.bind(params, items)
+        gs = self.check_grads(items, grads)  # all checked before any parameter changes
         self.state["step"] += 1
         xp = namespace(items[0][1])  # once per step: one model, one backend
         for (key, p), g in zip(items, gs):
@@ -67,8 +67,12 @@ class Optimizer:
                     if layer is not None and layer.params.get(name) is p:
                         layer.params[name] = new
 
-    def _bind(self, params, items) -> None:
-        """Tie the state to ``params``: refuse another model's (the state would be shared)."""
+    def bind(self, params, items=None) -> None:
+        """Tie the state to ``params`` (the first ``update`` does): refuse another model's (the
+        state would be shared). A compiled step binds before it makes the optimizer's slots."""
+        if params is self._params:
+            return
+        items = list(params.items()) if items is None else items
         if not items:
             raise ConfigError("no parameters to update: the model has no layers with weights "
                               "(add e.g. xpnet.Affine layers)")
@@ -90,7 +94,9 @@ class Optimizer:
                                       f"another model's; create a new optimizer")
         self._params = params
 
-    def _check_grads(self, items, grads) -> list:
+    def check_grads(self, items, grads) -> list:
+        """``grads`` (keyed like the ``(key, parameter)`` pairs ``items``) as a list in that order,
+        each checked against its parameter: keys, array type, shape and dtype."""
         if not hasattr(grads, "keys") or not hasattr(grads, "__getitem__"):
             raise ConfigError(f"grads must be a dict keyed like params, got {type(grads).__name__}")
         missing = [k for k, _ in items if k not in grads]

@@ -308,7 +308,7 @@ class DistributedOptimizer:
             self._flat = _flat_buffer(items, self.comm)
         pack, reduce, views = self._flat
         if grads is not None:
-            self.optimizer._check_grads(items, grads)  # named errors before anything moves
+            self.optimizer.check_grads(items, grads)  # named errors before anything moves
         pack(grads, 1.0 / self.comm.size if share is None else float(share))
         t0 = time.perf_counter()
         reduce()
