@@ -2,7 +2,8 @@
 (the unchanged layers traced by ``JaxStep.epoch``) against the same epoch written directly in
 jax (64-256-10 ReLU MLP, softmax cross-entropy, Adam, batch 64 over 1438 samples: 22 scanned
 steps and a last batch of 30). Each measurement is a fresh process with the compile cache off,
-1 thread; the table gives the medians.
+1 thread, pinned to one core before it starts (``sched_setaffinity``: XLA's compiler threads
+inherit it); the table gives the medians and each process's CPU seconds per wall second.
 
     python ci/compile_floor.py [--rounds 3]
 """
@@ -14,6 +15,11 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from xpnet.bench import cores  # noqa: E402
 
 HAND_WRITTEN = r"""
 import time, jax, jax.numpy as jnp
@@ -61,11 +67,15 @@ print(step.compile_seconds)
 """
 
 
-def seconds(code: str, env: dict) -> float:
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+def seconds(code: str, env: dict, cpus) -> tuple[float, float]:
+    """The compile seconds the child prints, and the child's CPU seconds per wall second."""
+    c0, t0 = cores.children_cpu(), time.perf_counter()
+    with cores.children_pinned(cpus):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    ratio = (cores.children_cpu() - c0) / (time.perf_counter() - t0)
     if done.returncode != 0:
         raise SystemExit(f"compile_floor: a measurement failed: {done.stderr.strip()[-400:]}")
-    return float(done.stdout.split()[-1])
+    return float(done.stdout.split()[-1]), ratio
 
 
 def main(argv=None) -> int:
@@ -77,16 +87,21 @@ def main(argv=None) -> int:
     env = {**os.environ, "XPNET_COMPILE_CACHE": "off", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    rows = {"xpnet JaxStep.epoch (the textbook layers traced)": [], "the same epoch written directly in jax": []}
+    cpus = cores.choose(1)
+    rows = {"xpnet JaxStep.epoch (the textbook layers traced)": XPNET,
+            "the same epoch written directly in jax": HAND_WRITTEN}
+    got: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
     for r in range(a.rounds):
-        rows["xpnet JaxStep.epoch (the textbook layers traced)"].append(seconds(XPNET, env))
-        rows["the same epoch written directly in jax"].append(seconds(HAND_WRITTEN, env))
-        print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{v[-1]:.3f} s" for v in rows.values()), file=sys.stderr)
+        for name, code in rows.items():
+            got[name].append(seconds(code, env, cpus))
+        print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{v[-1][0]:.3f} s" for v in got.values()), file=sys.stderr)
     print(f"\nXLA compile of one digits epoch (64-256-10, Adam, batch 64), {a.rounds} rounds, 1 thread, "
-          "fresh processes, cache off\n")
-    print("| epoch | median compile s | min s | max s |\n|---|---:|---:|---:|")
-    for name, v in rows.items():
-        print(f"| {name} | {statistics.median(v):.3f} | {min(v):.3f} | {max(v):.3f} |")
+          f"fresh processes pinned to core {cpus[0]}, cache off\n")
+    print("| epoch | median compile s | min s | max s | process CPU s / wall s |\n|---|---:|---:|---:|---:|")
+    for name, v in got.items():
+        s = [x[0] for x in v]
+        print(f"| {name} | {statistics.median(s):.3f} | {min(s):.3f} | {max(s):.3f} "
+              f"| {max(x[1] for x in v):.2f} |")
     return 0
 
 

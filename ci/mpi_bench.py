@@ -5,7 +5,10 @@ the step; whether the two runs end with the same weights.
     python ci/mpi_bench.py [--steps 12] [--warmup 2] [--backend jax] [--compile]
 
 Each configuration is one ``mpiexec -n N`` job (its own process group, bounded by a timeout)
-running this file with ``--worker``: the textbook loop with
+running this file with ``--worker``; each rank pins itself and every thread it has or starts to
+one core of its own (rank r on the r-th core this job may use, ``sched_setaffinity``) before
+it imports an array library, and reports its CPU seconds per wall second over the timed steps
+(at most 1.0 on one core: no rank borrows a core, XLA's threads included): the textbook loop with
 :class:`xpnet.parallel.DistributedOptimizer`, each rank on its slice of every global batch.
 ``--compile`` (jax): the step from :func:`xpnet.compile_step`, whole on 1 rank, as its compiled
 ``gradient`` and ``apply`` around the allreduce on 2 (XLA on one thread a rank).
@@ -31,7 +34,41 @@ SIZES = [784, 1024, 1024, 10]
 BATCH = 1000
 
 
+def pin_rank() -> list[int]:
+    """Pin this rank (every thread) to one core: rank r on the r-th allowed core (wrapping)."""
+    from xpnet.bench import cores
+
+    rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
+    ok = cores.allowed()
+    cpu = [ok[rank % len(ok)]]
+    if cores.CAN_PIN:
+        cores.pin_all(cpu)
+    return cpu
+
+
+def timed_steps(step, sync, batches, warmup, comm, opt):
+    """Wall seconds and the CPU clock of the steps after ``warmup`` (all ranks start together)."""
+    from xpnet.bench.cores import CpuClock
+
+    for b in batches[:warmup]:
+        step(*b)
+    sync()
+    if comm is not None:
+        comm.barrier()
+        opt.seconds = 0.0
+    clock = CpuClock()
+    t0 = time.perf_counter()
+    with clock.timing():
+        for b in batches[warmup:]:
+            step(*b)
+        sync()
+    if comm is not None:
+        comm.barrier()
+    return time.perf_counter() - t0, clock
+
+
 def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: bool = False) -> None:
+    core = pin_rank()  # before jax or BLAS start threads: they inherit the mask
     import xpnet
     from xpnet import parallel
 
@@ -69,28 +106,13 @@ def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: 
     def sync():  # jax runs asynchronously: the clock stops when the last update is done
         xpnet.to_numpy(next(iter(model.params.values())))
 
-    for b in batches[:warmup]:
-        step(*b)
-    sync()
-    if comm is not None:
-        comm.barrier()
-        opt.seconds = 0.0
-    t0 = time.perf_counter()
-    for b in batches[warmup:]:
-        step(*b)
-    sync()
-    if comm is not None:
-        comm.barrier()
-    seconds = time.perf_counter() - t0
+    seconds, clock = timed_steps(step, sync, batches, warmup, comm, opt)
+    ratios = [clock.ratio] if comm is None else comm.comm.allgather(clock.ratio)
+    cores_used = [core] if comm is None else comm.comm.allgather(core)
     alone = 0.0
     if comm is not None:
         comm.check_agree({"weights": model.params})  # raises on every rank if they drifted apart
-        buf = np.zeros(sum(int(np.prod(p.shape)) for p in model.params.values()), dtype=np.float32)
-        for _ in range(5):  # the allreduce with both ranks ready: its own cost, no waiting
-            comm.barrier()
-            a0 = time.perf_counter()
-            comm.allreduce_(buf)
-            alone += (time.perf_counter() - a0) / 5
+        alone = allreduce_alone(comm, model.params)
     if rank == 0:
         np.savez(out / f"weights-{size}.npz", **{k: xpnet.to_numpy(v) for k, v in model.params.items()})
         allreduce = 0.0 if comm is None else opt.seconds
@@ -99,7 +121,20 @@ def worker(out: Path, steps: int, warmup: int, backend: str = "numpy", compile: 
             "allreduce_share": allreduce / seconds, "allreduce_alone_share": alone * steps / seconds,
             "allreduce_alone_ms": 1e3 * alone,
             "bytes_per_step": sum(int(np.prod(p.shape)) * 4 for p in model.params.values()),
+            "cpu_per_wall": ratios, "cores": cores_used,
         }))
+
+
+def allreduce_alone(comm, params) -> float:
+    """Seconds of one allreduce of every parameter's size with all ranks ready (no waiting)."""
+    buf = np.zeros(sum(int(np.prod(p.shape)) for p in params.values()), dtype=np.float32)
+    alone = 0.0
+    for _ in range(5):
+        comm.barrier()
+        a0 = time.perf_counter()
+        comm.allreduce_(buf)
+        alone += (time.perf_counter() - a0) / 5
+    return alone
 
 
 def run_job(ranks: int, out: Path, steps: int, warmup: int, timeout: float = 300, extra=()) -> dict:
@@ -144,13 +179,15 @@ def main() -> None:
     how = f"{args.backend}{' compiled' if args.compile else ''}"
     print(f"W2 {'-'.join(map(str, SIZES))} {how} float32 SGD, global batch {BATCH}, {args.steps} timed steps after "
           f"{args.warmup} warm-up, 1 BLAS thread per rank; allreduce of {one['bytes_per_step'] / 2**20:.2f} MiB "
-          "per step\n")
-    print("| ranks | samples/s | speed-up | allreduce share of the step (with waiting) | allreduce alone |")
-    print("|---|---|---|---|---|")
+          "per step; each rank pinned to its own core\n")
+    print("| ranks | samples/s | speed-up | allreduce share of the step (with waiting) | allreduce alone "
+          "| cores (one a rank) | CPU s / wall s a rank |")
+    print("|---|---|---|---|---|---|---|")
     for r in (one, two):
         print(f"| {r['ranks']} | {r['samples_per_s']:,.0f} | {r['samples_per_s'] / one['samples_per_s']:.2f}x | "
               f"{100 * r['allreduce_share']:.1f} % | {r['allreduce_alone_ms']:.1f} ms "
-              f"({100 * r['allreduce_alone_share']:.1f} %) |")
+              f"({100 * r['allreduce_alone_share']:.1f} %) | {', '.join(str(c[0]) for c in r['cores'])} "
+              f"| {', '.join(f'{x:.2f}' for x in r['cpu_per_wall'])} |")
     print(f"\nweights after the run: the 2 ranks agree bitwise (checked); 1 rank vs 2 ranks differ by at most "
           f"{diff:.2e} (float32 sums in another order)")
 

@@ -41,8 +41,86 @@ def test_quick_run_writes_table_and_json(tmp_path):
     assert all(t["met"] in (True, False) for t in result["targets"] if "informative" not in t["target"])
     text = md.read_text()
     assert "| W1 | xpnet[numpy] |" in text and "floor" in text and "### Targets" in text
+    assert "| CPU s / wall s |" in text.splitlines()[2]
+    assert result["pinned_to"] is not None and len(result["pinned_to"]) == 1
+    assert_held_to_its_threads(result)
     if result.get("gpu_skipped"):
         assert any("GPU table skipped" in n for n in result["notes"])
+
+
+def assert_held_to_its_threads(result):
+    threads = result["threads"]["requested"]
+    for w, res in result["cpu"].items():
+        for name, t in res["timings"].items():
+            assert 0 < t["cpu_per_wall"] <= threads + 0.1, (w, name, t["cpu_per_wall"])
+    target = [t for t in result["targets"] if t["target"].startswith("every row: CPU s / wall s")]
+    assert len(target) == 1 and target[0]["met"] is True
+
+
+@pytest.mark.skipif(not bench.B.installed("jax"), reason="jax is not installed")
+def test_pinned_jax_rows_use_at_most_their_one_core(tmp_path):
+    """XLA runs work on a second core despite its one-thread flags: pinned, every row, the
+    compiled ones and the README-loop ones included, uses at most one core's CPU seconds."""
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    rc = bench.main(["--quick", "--backends", "numpy,jax", "--workloads", "W3", "--no-memory",
+                     "--repeats", "2", "--json", str(out), "--markdown", str(md)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    timings = result["cpu"]["W3"]["timings"]
+    assert {"xpnet[jax] compiled step", "xpnet[jax] compiled epoch", "xpnet[jax] step.epoch",
+            "xpnet[jax] compiled step, README loop", "numpy textbook, README loop",
+            "xpnet[numpy] README loop"} <= set(timings)
+    assert_held_to_its_threads(result)
+    for line in md.read_text().splitlines():
+        if line.startswith("| W3 | xpnet[jax]"):
+            assert float(line.rstrip(" |").rsplit("|", 1)[1]) <= 1.1, line
+
+
+def test_pinned_holds_every_thread_and_gives_the_mask_back():
+    import os
+    import threading
+
+    from xpnet.bench import cores
+
+    if not cores.CAN_PIN:
+        pytest.skip("no sched_setaffinity here")
+    before = os.sched_getaffinity(0)
+    one = (max(before),)
+    seen, go = {}, threading.Event()
+
+    def worker():
+        go.wait(10)
+        seen["mask"] = os.sched_getaffinity(threading.get_native_id())
+
+    th = threading.Thread(target=worker)
+    th.start()  # started before the pinning: sched_setaffinity(0, ...) alone would miss it
+    with cores.pinned(one):
+        go.set()
+        th.join(10)
+        assert os.sched_getaffinity(0) == set(one)
+    assert seen["mask"] == set(one)
+    assert os.sched_getaffinity(0) == before
+
+
+def test_cpu_clock_counts_the_cpu_seconds_of_a_timed_part():
+    import time
+
+    from xpnet.bench.cores import CpuClock
+
+    clock = CpuClock()
+    with clock.timing():
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.05:  # busy: one core
+            pass
+    with clock.timing():
+        time.sleep(0.05)  # idle
+    assert 0 < clock.cpu <= clock.wall + 0.01 and clock.wall >= 0.1  # a shared machine: no lower bound
+
+
+def test_the_bench_imports_nothing_from_the_command_line():
+    code = "import sys, xpnet.bench; print(sorted(m for m in sys.modules if m.startswith('xpnet.cli')))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
 
 
 def test_workload_flops_count_the_needed_matmuls():
@@ -65,6 +143,8 @@ def test_unknown_workload_is_an_error():
     (["--backends", ","], "--backends ','"),
     (["--json", "{tmp}/missing/x.json"], "does not exist; create it first"),
     (["--markdown", "{tmp}"], "is a folder"),
+    (["--cpus", "99999"], "not available to this process"),
+    (["--cpus", "0,x"], "expected core ids"),
 ])
 def test_bad_flags_are_usage_errors_before_anything_is_measured(flags, says, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "run", lambda args: pytest.fail("measured despite bad flags"))
