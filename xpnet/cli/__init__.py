@@ -20,7 +20,6 @@ import os
 import sys
 
 from ..errors import XPNetError
-from .argtypes import positive_int as _positive_int  # noqa: F401 (xpnet.bench's flag type until it takes checks)
 from .evaluate import cmd_eval
 from .export import cmd_export
 from .info import cmd_info
