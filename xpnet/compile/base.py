@@ -167,5 +167,5 @@ def _model_key(model: Sequential, optimizer: Optimizer, shapes: bool = True) -> 
                               "updates each parameter in place once, so it cannot train shared weights. Give each "
                               "layer its own copy (xp.asarray(W, copy=True)), or train eagerly (--compile off)")
     return (tuple((layer, _hashable(layer.config())) for layer in model.layers), model.loss_layer,
-            tuple((k, tuple(p.shape), str(p.dtype)) for k, p in params) if shapes else len(params),
+            tuple((k, p.shape, p.dtype) for k, p in params) if shapes else len(params),
             type(optimizer), _hashable({k: v for k, v in optimizer.config().items() if k != "lr"}))

@@ -201,11 +201,12 @@ class JaxStep(Step):
 
         def pure_epoch(carry, x, t, idx, masks, lr):
             losses, total = [], 0.0
-            if k:
-                sel = idx[: k * b]
-                xs = jnp.reshape(jnp.take(x, sel, axis=0), (k, b, *x.shape[1:]))
-                ts = jnp.reshape(jnp.take(t, sel, axis=0), (k, b, *t.shape[1:]))
-                carry, full = self._pure_run(carry, xs, ts, masks[0], lr)
+            if k:  # each batch gathered inside the scan's body: no (k, b, ...) copy of the epoch first
+                def body(c, batch):
+                    sel, m = batch
+                    return self._pure_step(c, jnp.take(x, sel, axis=0), jnp.take(t, sel, axis=0), m, lr)
+
+                carry, full = self.jax.lax.scan(body, carry, (jnp.reshape(idx[: k * b], (k, b)), masks[0]))
                 losses.append(full)
                 total = jnp.sum(full) * b
             if rest:
@@ -310,6 +311,8 @@ def _mask_shapes(step: JaxStep, x_shape) -> list:
 
 def _draw(step: JaxStep, x_shape, steps: int | None):
     """Host-drawn masks for ``steps`` steps (None: one step), as device arrays."""
+    if not step.dropouts:  # nothing to draw, and no key to compute
+        return []
     shapes = _mask_shapes(step, tuple(x_shape))
     if not shapes:
         return []
