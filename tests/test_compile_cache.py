@@ -15,6 +15,7 @@ import pytest
 from procs import run, xpnet
 
 from xpnet import compile as C
+from xpnet.compile import cache as CC
 from xpnet.errors import ConfigError
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
@@ -68,7 +69,7 @@ def test_a_read_only_folder_is_refused(env, tmp_path):
     ro.mkdir()
     # root writes into read-only folders anyway, so the permission answer is simulated for this folder
     real = os.access
-    env.setattr(C.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+    env.setattr(CC.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
     folder, why = C.use_cache(ro / "jax")
     assert folder is None and "read-only" in why and repr(str(ro)) in why
     assert not (ro / "jax").exists()
