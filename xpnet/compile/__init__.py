@@ -63,7 +63,8 @@ from .graph import GraphStep
 from .jit import JaxStep
 
 # what --compile does on each backend (``xpnet info`` prints it)
-BACKEND_SUMMARY = {name: lib.compile_summary for name, lib in LIBRARIES.items() if lib.compile_summary}
+BACKEND_SUMMARY = {name: lib.compile_summary for name, lib in sorted(LIBRARIES.items(), key=lambda kv: not kv[1].jit)
+                   if lib.compile_summary}  # the compiler xpnet uses by default first
 
 
 def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
