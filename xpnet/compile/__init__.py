@@ -26,7 +26,8 @@ What each backend does:
 - cupy, and torch on CUDA: the eager step captured as a CUDA graph once per batch shape and
   replayed (:class:`GraphStep`: static buffers updated in place, the learning rate and step count
   on the device). Not yet run on a GPU, so the trainer's ``compile="auto"`` keeps them eager;
-  ``compile_step`` and ``compile="on"`` use it. No ``gradient``/``apply`` halves yet (not under MPI).
+  ``compile_step`` and ``compile="on"`` use it. Its ``gradient``/``apply`` run eagerly
+  (``step.splits`` is False), so under MPI the trainer keeps the eager step.
 - every other backend (numpy, torch on the CPU, dask, array_api_strict): no compiler is used
   here; the eager step is returned with ``step.compiled == False`` and ``step.reason`` saying why
   (``compile_step`` warns once unless ``warn=False``).
@@ -36,9 +37,10 @@ layers draw them, and passed in as inputs: they change every step and are the sa
 eager for a seed. BatchNormalization's running statistics are part of the carried state.
 
 What compiles (jax): the first call for each batch shape (an epoch's smaller last batch is one
-more), each new number of steps given to ``run``, a new dtype, and a change of a
-hyper-parameter other than the learning rate (momentum, betas, eps, weight decay). A new
-learning rate does not recompile: it is an input. ``step.compiles`` counts compilations and
+more), each new number of steps given to ``run``, a new dtype, a change of any hyper-parameter
+other than the learning rate (each optimizer lists them in ``hyper``), and any change to the
+model between calls (a layer replaced or added, a layer's settings, the loss layer): see
+``base._model_key``. A new learning rate does not recompile: it is an input. ``step.compiles`` counts compilations and
 ``step.compile_seconds`` sums their time.
 
 Compiled executables can be kept on disk between processes with :func:`use_cache` (``xpnet
