@@ -265,9 +265,7 @@ class XPNetCompiled(Contender):
         return time.perf_counter() - t0
 
     def sync(self):
-        if self.last is not None:
-            _sync_array(self.last)
-        _sync_array(self.model.params["W1"])
+        _sync_step(self.last, self.model)
 
 
 class TorchNative(Contender):
@@ -307,6 +305,13 @@ class TorchNative(Contender):
     def sync(self):
         if self.device != "cpu":
             self.torch.cuda.synchronize()
+
+
+def _sync_step(last, model) -> None:
+    """Wait for the last step's loss (if any) and the model's first weights: the work is done."""
+    if last is not None:
+        _sync_array(last)
+    _sync_array(model.params["W1"])
 
 
 def _sync_array(x) -> None:

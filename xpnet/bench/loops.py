@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .contenders import Contender, NumpyTextbook, XPNet, XPNetCompiled, _sync_array
+from .contenders import Contender, NumpyTextbook, XPNet, XPNetCompiled, _sync_step
 
 
 class _Shuffled(Contender):
@@ -88,9 +88,7 @@ class XPNetLoop(_Shuffled):
             self.opt.update(self.model.params, self.model.gradient(xb, tb, check=False))
 
     def sync(self):
-        if self.last is not None:
-            _sync_array(self.last)
-        _sync_array(self.model.params["W1"])
+        _sync_step(self.last, self.model)
 
 
 class XPNetEpoch(Contender):
@@ -119,9 +117,7 @@ class XPNetEpoch(Contender):
         return time.perf_counter() - t0
 
     def sync(self):
-        if self.last is not None:
-            _sync_array(self.last)
-        _sync_array(self.model.params["W1"])
+        _sync_step(self.last, self.model)
 
 
 def loop_contenders(w, X, T, backends, errors: dict) -> list[Contender]:
