@@ -120,8 +120,9 @@ def sha256_of(path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking the SHA-256 when one is given.
+def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0, md5: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` atomically, checking the SHA-256 (and the MD5, for a file
+    whose published digest is an MD5 only) when one is given.
 
     The bytes are written to a temporary file next to ``dest``, flushed to disk, checked,
     then renamed onto ``dest``; on any failure the temporary file is removed and
@@ -130,6 +131,7 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
     dest = Path(dest)
     with atomic_file(dest, suffix=".part") as out:
         h = hashlib.sha256()
+        h5 = hashlib.md5(usedforsecurity=False) if md5 is not None else None
         got = 0
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -140,6 +142,8 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                         break
                     out.write(block)
                     h.update(block)
+                    if h5 is not None:
+                        h5.update(block)
                     got += len(block)
         except http.client.IncompleteRead as e:
             raise DataError(f"{url}: the download was cut short after {got + len(e.partial)} bytes ({e})") from e
@@ -154,6 +158,11 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                 f"{url}: SHA-256 mismatch: expected {sha256}, got {digest} "
                 f"({got} bytes); the file is corrupted or not the expected one"
             )
+        if h5 is not None and h5.hexdigest() != md5.lower():
+            raise DataError(
+                f"{url}: MD5 mismatch: expected {md5}, got {h5.hexdigest()} "
+                f"({got} bytes); the file is corrupted or not the expected one"
+            )
     return dest
 
 
@@ -165,10 +174,13 @@ def fetch(
     mirrors=None,
     sha256: str | None = None,
     timeout: float = 30.0,
+    md5: str | None = None,
+    hint: str | None = None,
 ) -> Path:
     """The local path of ``filename`` of ``variant``, downloading it into the cache if missing.
 
-    ``mirrors`` (base URLs) and ``sha256`` default to the known ones for ``variant``.
+    ``mirrors`` (base URLs) and ``sha256`` default to the known ones for ``variant``; ``md5``
+    is checked too when given; ``hint`` ends the offline error (what to copy where).
     """
     folder = data_folder(data_dir)
     found = _find_local(folder, variant, filename)
@@ -186,15 +198,12 @@ def fetch(
     errors = []
     for base in mirrors:
         try:
-            return download(base.rstrip("/") + "/" + filename, dest, sha256, timeout)
+            return download(base.rstrip("/") + "/" + filename, dest, sha256, timeout, md5=md5)
         except DataError as e:
             errors.append(str(e))
     tried = "\n  ".join(errors) or "no mirrors were given"
-    raise DataError(
-        f"could not download {variant} file {filename} into {dest.parent}; tried:\n  {tried}\n"
-        f"Offline? Copy the four IDX files into a folder and pass --data-dir FOLDER "
-        f"(or set ${ENV_DIR})."
-    )
+    hint = hint or f"Offline? Copy the four IDX files into a folder and pass --data-dir FOLDER (or set ${ENV_DIR})."
+    raise DataError(f"could not download {variant} file {filename} into {dest.parent}; tried:\n  {tried}\n{hint}")
 
 
 def load_arrays(
