@@ -159,11 +159,15 @@ def encode(lines, where: str, char_to_id: dict | None = None):
         if len(q) != qw or len(a) != aw:
             raise DataError(f"{where}, line {i + 1}: question of {len(q)} and answer of {len(a)} characters; "
                             f"line 1 has {qw} and {aw}. Pad every question and answer with spaces to one width")
-        for c in q + a:
-            if c not in vocab:
-                vocab[c] = len(vocab)
-    x = np.array([[vocab[c] for c in q] for q, _ in pairs], dtype=np.int64)
-    t = np.array([[vocab[c] for c in a] for _, a in pairs], dtype=np.int64)
+    joined = "".join(q + a for q, a in pairs)
+    for c in dict.fromkeys(joined):  # characters in order of first appearance
+        if c not in vocab:
+            vocab[c] = len(vocab)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    table = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+    table[[ord(c) for c in vocab if ord(c) < table.size]] = [i for c, i in vocab.items() if ord(c) < table.size]
+    ids = table[codes].reshape(len(pairs), qw + aw)
+    x, t = ids[:, :qw].copy(), ids[:, qw:].copy()
     return x, t, vocab
 
 
