@@ -43,6 +43,9 @@ class Library:
     jit = False  # True: a whole step is compiled by the library (jax.jit)
     eager_note = ""  # why a step on it runs eagerly, appended to compile_step's reason
     compile_summary = ""  # what --compile does on it (``xpnet info``; empty: nothing)
+    # True where ``x -= y`` and ``x[index] = v`` (any NumPy index: masks, integer arrays) change
+    # the array itself, so every holder of ``x`` sees the change (the books' idioms rely on it)
+    writes_in_place = True
 
     # ------------------------------------------------------------------ loading
     def installed(self) -> bool:
@@ -144,6 +147,17 @@ class Library:
     def materialize(self, x):
         """Cut a lazy library's graph after an update."""
         return x
+
+    def set_items(self, x, index, value):
+        """A new array: ``x`` with ``x[index] = value``, leaving ``x`` as it was; None where the
+        library has no functional form (the caller then builds one from ``take`` and ``where``)."""
+        return None
+
+    def add_at(self, x, index, value):
+        """NumPy's ``add.at(x, index, value)`` (repeated indices accumulate): the array holding the
+        sums (``x`` itself where it changed in place), or None where the library has no such
+        scatter (the caller then sums on the host)."""
+        return None
 
     def constant(self, value: float, like):
         """``value`` as the scalar operand of ``maximum`` with arrays like ``like``."""

@@ -65,6 +65,13 @@ class Backend:
         return library(self.name).activate(self.device, self)
 
     @property
+    def writes_in_place(self) -> bool:
+        """True where ``x -= y`` and ``x[index] = v`` change this backend's arrays themselves
+        (numpy, torch, cupy); False where they cannot (jax, dask) or where NumPy's indexing is
+        refused (array_api_strict)."""
+        return library(self.name).writes_in_place
+
+    @property
     def supports_float64(self) -> bool:
         return supports_float64(self.xp, self.device)
 

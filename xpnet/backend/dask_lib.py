@@ -12,6 +12,7 @@ class Dask(Library):
     roots = ("dask",)
     api_module = "array_api_compat.dask.array"
     install = "pip install 'xpnet[dask]'"
+    writes_in_place = False
 
     def owns(self, x) -> bool:
         return array_api_compat.is_dask_array(x)

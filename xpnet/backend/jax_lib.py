@@ -17,6 +17,7 @@ class Jax(Library):
     install = "pip install 'xpnet[jax]'"
     cast = "x.astype(jnp.float32)"
     jit = True
+    writes_in_place = False
     compile_summary = "jax.jit (--compile auto and on)"
 
     def owns(self, x) -> bool:
@@ -58,3 +59,9 @@ class Jax(Library):
         if a.dtype.itemsize == 8 and a.dtype.kind in "fc":  # keep float64: no silent float32
             self.enable_float64()
         return jax.device_put(a, dev)
+
+    def set_items(self, x, index, value):
+        return x.at[index].set(value)
+
+    def add_at(self, x, index, value):
+        return x.at[index].add(value)

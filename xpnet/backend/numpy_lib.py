@@ -24,6 +24,10 @@ class Numpy(Library):
     def sub_scaled_(self, p, g, alpha, work):
         return sub_scaled_out(np, p, g, alpha, work)
 
+    def add_at(self, x, index, value):
+        np.add.at(x, index, value)
+        return x
+
     def shared_buffer(self, ref, total, comm):
         """The buffer itself goes to MPI."""
         flat = np.empty(total, dtype=ref.dtype)

@@ -12,6 +12,7 @@ class Strict(Library):
     name = module = "array_api_strict"
     roots = ("array_api_strict",)
     install = "pip install 'xpnet[strict]'"
+    writes_in_place = False  # ``x[integer array] = v`` is refused (only the standard's indexing)
 
     def owns(self, x) -> bool:
         return type(x).__module__.startswith("array_api_strict")

@@ -80,6 +80,22 @@ class Torch(Library):
             p.sub_(g, alpha=alpha)  # one fused call, no temporary
         return None
 
+    def add_at(self, x, index, value):
+        """``index_put_(..., accumulate=True)`` for integer-array indices (one per leading axis)."""
+        import torch
+
+        parts = index if isinstance(index, tuple) else (index,)
+        idx = []
+        for i in parts:
+            t = torch.as_tensor(i, device=x.device) if isinstance(i, (np.ndarray, list, torch.Tensor)) else None
+            if t is None or t.is_floating_point() or t.dtype == torch.bool:
+                return None
+            idx.append(t)
+        idx = tuple(idx)
+        value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        x.index_put_(idx, value.expand_as(x[idx]), accumulate=True)
+        return x
+
     def constant(self, value, like):
         """A 0-d tensor of ``like``'s dtype on its device, made once per (dtype, device, value) and
         kept (outside inference mode, so autograd may use it later): array-api-compat's torch
