@@ -17,7 +17,7 @@ from xpnet.dlfs2.trainer import Trainer
 
 class TwoLayerNet:
     def __init__(self, input_size, hidden_size, output_size):
-        I, H, O = input_size, hidden_size, output_size
+        I, H, O = input_size, hidden_size, output_size  # noqa: E741 (the book's names)
 
         # weights and biases
         W1 = 0.01 * np.random.randn(I, H)  # noqa: F405

@@ -97,8 +97,8 @@ class Trainer:
                 loss_count += 1
                 if eval_interval is not None and iters % eval_interval == 0:
                     avg = float(to_host(total_loss / loss_count))
-                    print("| epoch %d |  iter %d / %d | time %d[s] | loss %.2f"
-                          % (self.current_epoch + 1, iters + 1, max_iters, time.time() - start, avg))
+                    print(f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} | "
+                          f"time {int(time.time() - start)}[s] | loss {avg:.2f}")
                     self.loss_list.append(avg)
                     total_loss, loss_count = 0.0, 0
             self.current_epoch += 1
@@ -150,8 +150,8 @@ class RnnlmTrainer:
                 loss_count += 1
                 if eval_interval is not None and iters % eval_interval == 0:
                     ppl = math.exp(float(to_host(total_loss / loss_count)))
-                    print("| epoch %d |  iter %d / %d | time %d[s] | perplexity %.2f"
-                          % (self.current_epoch + 1, iters + 1, max_iters, time.time() - start, ppl))
+                    print(f"| epoch {self.current_epoch + 1} |  iter {iters + 1} / {max_iters} | "
+                          f"time {int(time.time() - start)}[s] | perplexity {ppl:.2f}")
                     self.ppl_list.append(ppl)
                     total_loss, loss_count = 0.0, 0
             self.current_epoch += 1
