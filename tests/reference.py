@@ -109,3 +109,14 @@ def two_layer_gradient(params, x, t):
     dh = da * (h > 0)
     _, dW1, db1 = affine_backward(x, params["W1"], dh)
     return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+# ---------------------------------------------------------------------- "Deep Learning from Scratch 2"
+def embedding_backward(W_shape, idx, dout):
+    """dW of ``W[idx]``: every row of ``dout`` added at its index, one at a time."""
+    dW = np.zeros(W_shape)
+    idx = np.asarray(idx).reshape(-1)
+    d = np.asarray(dout, dtype=np.float64).reshape(idx.size, -1)
+    for k, i in enumerate(idx):
+        dW[i] += d[k]
+    return dW

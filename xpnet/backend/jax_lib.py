@@ -65,3 +65,6 @@ class Jax(Library):
 
     def add_at(self, x, index, value):
         return x.at[index].add(value)
+
+    def scatter_add(self, xp, shape, idx, values):
+        return xp.zeros_like(values, shape=shape).at[idx].add(values)  # values' device, also traced

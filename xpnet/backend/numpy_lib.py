@@ -28,6 +28,11 @@ class Numpy(Library):
         np.add.at(x, index, value)
         return x
 
+    def scatter_add(self, xp, shape, idx, values):
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, idx, values)
+        return out
+
     def shared_buffer(self, ref, total, comm):
         """The buffer itself goes to MPI."""
         flat = np.empty(total, dtype=ref.dtype)
