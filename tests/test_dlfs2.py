@@ -37,7 +37,7 @@ def host(a):
     """Any array the facade gives (a box, a backend's array, host data) as float64 host data."""
     from xpnet.dlfs2.arrays import to_host
 
-    return np.asarray(to_host(a), dtype=np.float64)
+    return np.array(to_host(a), dtype=np.float64)  # a copy: never the live parameter itself
 
 
 def rand(rng, *shape):
@@ -99,6 +99,37 @@ def test_activations_and_losses_follow_the_book(book, rng):
     np.testing.assert_allclose(host(dx), (p - tb) / 6, **t_)
     with pytest.raises(LabelError):
         L.SoftmaxWithLoss().forward(x, np.array([0, 9, 1, 2, 3, 0]))
+
+
+def test_embedding_lists_accumulate_repeated_words(book, rng):
+    from xpnet.dlfs2.time_layers import TimeEmbedding
+
+    np_, L, t_ = book.np, book.layers, tolerance(book.be)
+    W = rand(rng, 4, 3)
+    emb = L.Embedding(np_.array(W))
+    held = emb.grads[0]
+    idx, dout = np.array([0, 2, 0, 3, 0, 1]), rand(rng, 6, 3)
+    np.testing.assert_allclose(host(emb.forward(idx)), W[idx], **t_)
+    assert emb.backward(np_.array(dout)) is None and emb.grads[0] is held
+    ref = np.zeros_like(W)
+    np.add.at(ref, idx, dout)  # the book's np.add.at(dW, idx, dout)
+    np.testing.assert_allclose(host(held), ref, **t_)
+    te = TimeEmbedding(np_.array(W))
+    xs = idx.reshape(2, 3)
+    np.testing.assert_allclose(host(te.forward(xs)), W[xs], **t_)
+    te.backward(np_.array(dout.reshape(2, 3, 3)))
+    np.testing.assert_allclose(host(te.grads[0]), ref, **t_)
+    with pytest.raises(IndexError, match="word indices"):
+        emb.forward(np.array([0, 4]))
+
+
+def test_time_layers_not_yet_in_xpnet_say_so():
+    from xpnet.dlfs2 import time_layers
+
+    with pytest.raises(ConfigError, match="TimeLSTM is not in this version"):
+        time_layers.TimeLSTM(None, None, None, stateful=True)
+    with pytest.raises(AttributeError, match="TimeEmbedding"):
+        time_layers.TimeLTSM  # noqa: B018 (a misspelt name)
 
 
 def test_dropout_mask_is_the_books_draw_from_np_random(book):
@@ -334,6 +365,35 @@ def test_rnnlm_trainer_prints_perplexity_and_it_falls(capsys):
                                       x) for x in lines)
     assert trainer.ppl_list[0] > V * 0.8 and trainer.ppl_list[-1] < trainer.ppl_list[0] / 3
     assert "evaluating perplexity ..." in out and 1 < ppl < trainer.ppl_list[0]
+
+
+def test_trainer_keeps_tied_weights_tied_on_every_backend(book, rng, capsys):
+    """Weight tying as the book's better RNNLM does it: the output layer gets ``embed_W.T``. On numpy
+    and torch that is a view of the same memory; on jax and dask the transposed copy follows each
+    update of the one parameter the optimizer sees."""
+    np_, L = book.np, book.layers
+
+    class Tied:
+        def __init__(self):
+            W = np_.array(0.1 * rand(rng, 4, 3))
+            self.embed, self.affine = L.Embedding(W), L.Affine(W.T, np_.zeros(4))
+            self.loss = L.SoftmaxWithLoss()
+            self.params = self.embed.params + self.affine.params
+            self.grads = self.embed.grads + self.affine.grads
+
+        def forward(self, x, t):
+            return self.loss.forward(self.affine.forward(self.embed.forward(x)), t)
+
+        def backward(self, dout=1):
+            self.embed.backward(self.affine.backward(self.loss.backward(dout)))
+
+    model = Tied()
+    W0 = host(model.embed.params[0])
+    x, t = np.array([0, 1, 2, 3, 1, 0]), np.array([1, 2, 3, 0, 2, 1])
+    book.trainer.Trainer(model, book.optimizer.SGD(lr=0.5)).fit(x, t, max_epoch=2, batch_size=3, eval_interval=None)
+    W = host(model.embed.params[0])
+    assert not np.allclose(W, W0)
+    np.testing.assert_allclose(host(model.affine.params[0]), W.T, **tolerance(book.be))
 
 
 # ------------------------------------------------------------------ util and BaseModel

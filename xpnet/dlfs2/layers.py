@@ -21,7 +21,7 @@ from ..backend import namespace
 from ..errors import ShapeError
 from .arrays import like, mutable, np, out, put, raw
 
-__all__ = ["Affine", "Dropout", "MatMul", "Sigmoid", "SigmoidWithLoss", "Softmax", "SoftmaxWithLoss"]
+__all__ = ["Affine", "Dropout", "Embedding", "MatMul", "Sigmoid", "SigmoidWithLoss", "Softmax", "SoftmaxWithLoss"]
 
 
 class _Wrapped:
@@ -77,6 +77,32 @@ class Affine(_Wrapped):
     def __init__(self, W, b):
         W, b = mutable(W, "Affine W"), mutable(b, "Affine b")
         super().__init__(L.Affine(raw(W), raw(b)), W, b)
+
+
+class Embedding(_Wrapped):
+    """``out = W[idx]``; backward adds ``dout``'s rows into ``grads[0]`` at ``idx`` (a word that
+    occurs twice gets both), returns None (:class:`xpnet.sequence.Embedding`). Indices outside
+    the table are refused with an error."""
+
+    names, cached = ("W",), {"idx": "idx"}
+
+    def __init__(self, W):
+        W = mutable(W, "Embedding W")
+        super().__init__(_sequence().Embedding(raw(W)), W)
+
+    def forward(self, idx):
+        self._load()
+        return out(self.layer.forward(raw(idx)))
+
+    def backward(self, dout):
+        super().backward(dout)
+        return None
+
+
+def _sequence():
+    from .. import sequence
+
+    return sequence
 
 
 class Sigmoid(_Wrapped):
