@@ -315,6 +315,13 @@ def _reduce(name, floats=False):
 mean, std, var = _reduce("mean", True), _reduce("std", True), _reduce("var", True)
 max, min, prod = _reduce("max"), _reduce("min"), _reduce("prod")  # noqa: A001 (NumPy's names)
 amax, amin = max, min
+
+
+def average(x, axis=None):
+    """The unweighted ``average`` (the book's gradient check): ``mean``."""
+    return mean(x, axis=axis)
+
+
 all, any = _reduce("all"), _reduce("any")  # noqa: A001 (NumPy's names)
 
 
