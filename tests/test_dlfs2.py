@@ -319,6 +319,24 @@ def test_spiral_loss_falls_with_the_books_settings(capsys):
     assert losses[:10].mean() > 1.05 and losses[-10:].mean() < 0.8
 
 
+def test_trainer_plot_needs_matplotlib_and_says_so(tmp_path, monkeypatch, capsys):
+    from xpnet.dlfs2.trainer import Trainer
+    from xpnet.plots import PlotUnavailableError
+
+    trainer = Trainer(model=None, optimizer=None)
+    trainer.loss_list, trainer.eval_interval = [1.1, 0.9, 0.7], 10
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        trainer.plot(file_name=str(tmp_path / "loss.png"))
+        assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # as if it were not installed
+    with pytest.raises(PlotUnavailableError, match="pip install"):
+        trainer.plot()
+
+
 def test_trainer_refuses_a_batch_larger_than_the_data(book):
     model = two_layer_net(book.layers, book.np)
     tr = book.trainer.Trainer(model, book.optimizer.SGD())
@@ -391,7 +409,7 @@ def test_trainer_keeps_tied_weights_tied_on_every_backend(book, rng, capsys):
     model = Tied()
     W0 = host(model.embed.params[0])
     x, t = np.array([0, 1, 2, 3, 1, 0]), np.array([1, 2, 3, 0, 2, 1])
-    book.trainer.Trainer(model, book.optimizer.SGD(lr=0.5)).fit(x, t, max_epoch=2, batch_size=3, eval_interval=None)
+    book.trainer.Trainer(model, book.optimizer.SGD(lr=0.5)).fit(x, t, max_epoch=2, batch_size=6, eval_interval=None)
     W = host(model.embed.params[0])
     assert not np.allclose(W, W0)
     np.testing.assert_allclose(host(model.affine.params[0]), W.T, **tolerance(book.be))
