@@ -344,6 +344,11 @@ def test_trainer_refuses_a_batch_larger_than_the_data(book):
         tr.fit(np.zeros((10, 2)), np.zeros(10, dtype=int), batch_size=32)
     with pytest.raises(ConfigError, match="one target per sample"):
         tr.fit(np.zeros((10, 2)), np.zeros(9, dtype=int), batch_size=2)
+    for bad in (dict(max_epoch=-1), dict(max_epoch=2.5), dict(batch_size=0), dict(batch_size=True)):
+        with pytest.raises(ConfigError, match="max_epoch|batch_size"):
+            tr.fit(np.zeros((10, 2)), np.zeros(10, dtype=int), **bad)
+    with pytest.raises(ConfigError, match="must be an array"):
+        tr.fit([[0.0, 1.0]], np.zeros(1, dtype=int))
 
 
 def test_rnnlm_trainer_prints_perplexity_and_it_falls(capsys):
@@ -451,6 +456,16 @@ def test_count_based_util_matches_the_books_loops(capsys):
     assert capsys.readouterr().out.strip() == "zebra is not found"
     with pytest.raises(ConfigError, match="outside a vocabulary"):
         U.create_co_matrix(corpus, 3)
+    with pytest.raises(ConfigError, match="outside a vocabulary"):
+        U.convert_one_hot(corpus, 5)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="window_size"):
+            U.create_contexts_target(corpus, window_size=bad)
+    with pytest.raises(ShapeError, match="no word with 4 neighbours"):
+        U.create_contexts_target(corpus, window_size=4)
+    for bad in (0, -1.0, float("nan"), "5"):
+        with pytest.raises(ConfigError, match="max_norm"):
+            U.clip_grads([np.ones(2)], bad)
 
 
 class _TinyModel:

@@ -29,6 +29,17 @@ def _rows(x, idx):
     return np.take(x, idx, axis=0)
 
 
+def _check_fit(x, t, max_epoch, names=("x", "t")) -> None:
+    for name, a in zip(names, (x, t)):
+        if not hasattr(a, "shape") or len(a.shape) == 0:
+            raise ConfigError(f"{name} must be an array with one row per sample, got {type(a).__name__}")
+    if x.shape[0] != t.shape[0]:
+        raise ConfigError(f"{names[0]} has {x.shape[0]} rows but {names[1]} has {t.shape[0]}; give one target per "
+                          f"sample")
+    if isinstance(max_epoch, bool) or not isinstance(max_epoch, int) or max_epoch < 0:
+        raise ConfigError(f"max_epoch must be an integer >= 0, got {max_epoch!r}")
+
+
 def _batches(data_size: int, batch_size, what: str) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -80,9 +91,8 @@ class Trainer:
         self.current_epoch = 0
 
     def fit(self, x, t, max_epoch=10, batch_size=32, max_grad=None, eval_interval=20):
+        _check_fit(x, t, max_epoch)
         data_size = x.shape[0]
-        if t.shape[0] != data_size:
-            raise ConfigError(f"x has {data_size} samples but t has {t.shape[0]}; give one target per sample")
         max_iters = _batches(data_size, batch_size, "a data set")
         self.eval_interval = eval_interval
         total_loss, loss_count = 0.0, 0
@@ -134,9 +144,8 @@ class RnnlmTrainer:
                 np.take(t, flat, axis=0).reshape((batch_size, time_size)))
 
     def fit(self, xs, ts, max_epoch=10, batch_size=20, time_size=35, max_grad=None, eval_interval=20):
+        _check_fit(xs, ts, max_epoch, ("xs", "ts"))
         data_size = xs.shape[0]
-        if ts.shape[0] != data_size:
-            raise ConfigError(f"xs has {data_size} words but ts has {ts.shape[0]}; ts is xs shifted by one word")
         if isinstance(time_size, bool) or not isinstance(time_size, int) or time_size < 1:
             raise ConfigError(f"time_size must be a positive integer, got {time_size!r}")
         max_iters = _batches(data_size, batch_size * time_size, "a corpus")

@@ -36,11 +36,22 @@ def preprocess(text: str):
     return numpy.array([word_to_id[w] for w in words]), word_to_id, id_to_word
 
 
-def _ids(corpus, what: str) -> numpy.ndarray:
+def _ids(corpus, what: str, vocab_size=None) -> numpy.ndarray:
     c = to_host(corpus)
     if c.dtype.kind not in "iu":
         raise ConfigError(f"{what} takes word ids (integers), got dtype {c.dtype}")
+    if vocab_size is not None:
+        _count(vocab_size, "vocab_size")
+        if c.size and (c.min() < 0 or c.max() >= vocab_size):
+            raise ConfigError(f"{what}: word ids run from {c.min()} to {c.max()}, outside a vocabulary of "
+                              f"{vocab_size}; vocab_size is len(word_to_id)")
     return c
+
+
+def _count(n, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)
 
 
 def cos_similarity(x, y, eps=1e-8):
@@ -82,7 +93,7 @@ def most_similar(query, word_to_id, id_to_word, word_matrix, top=5):
 
 def convert_one_hot(corpus, vocab_size):
     """One-hot int32 rows of word ids: (N,) -> (N, V), (N, C) -> (N, C, V)."""
-    c = _ids(corpus, "convert_one_hot")
+    c = _ids(corpus, "convert_one_hot", vocab_size)
     if c.ndim not in (1, 2):
         raise ShapeError(f"convert_one_hot takes ids of shape (N,) or (N, C), got {c.shape}")
     return (c[..., None] == numpy.arange(vocab_size)).astype(numpy.int32)
@@ -90,9 +101,8 @@ def convert_one_hot(corpus, vocab_size):
 
 def create_co_matrix(corpus, vocab_size, window_size=1):
     """The co-occurrence counts (V, V) int32: ``C[w, c]`` counts ``c`` within ``window_size`` of ``w``."""
-    c = _ids(corpus, "create_co_matrix").reshape(-1)
-    if c.size and (c.min() < 0 or c.max() >= vocab_size):
-        raise ConfigError(f"word ids run from {c.min()} to {c.max()}, outside a vocabulary of {vocab_size}")
+    c = _ids(corpus, "create_co_matrix", vocab_size).reshape(-1)
+    _count(window_size, "window_size")
     co = numpy.zeros((vocab_size, vocab_size), dtype=numpy.int32)
     for d in range(1, window_size + 1):
         numpy.add.at(co, (c[d:], c[:-d]), 1)  # left neighbours
@@ -116,6 +126,7 @@ def create_contexts_target(corpus, window_size=1):
     """``(contexts, target)``: for each word with ``window_size`` words on each side, those words
     (N, 2 * window_size) and the word itself (N,)."""
     c = _ids(corpus, "create_contexts_target").reshape(-1)
+    window_size = _count(window_size, "window_size")
     if c.size <= 2 * window_size:
         raise ShapeError(f"a corpus of {c.size} words has no word with {window_size} neighbours on each side")
     n = c.size - 2 * window_size
@@ -137,6 +148,8 @@ def to_gpu(x):
 def clip_grads(grads, max_norm):
     """Scale every gradient by ``max_norm / (norm + 1e-6)`` when the global norm is larger, in place
     (the books' box's contents on jax and dask)."""
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
+        raise ConfigError(f"max_norm (max_grad) must be a positive number, got {max_norm!r}")
     total = sum(float(to_host(np.sum(raw(g) * raw(g)))) for g in grads)
     rate = max_norm / (math.sqrt(total) + 1e-6)
     if rate < 1:
