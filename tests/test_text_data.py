@@ -54,6 +54,15 @@ def test_ptb_word_outside_the_training_vocabulary_is_refused(ptb_dir):
         text.ptb("test", data_dir=ptb_dir, download=False)
 
 
+def test_a_data_folder_that_is_a_file_is_refused_for_every_kind_of_data(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        text.ptb("train", data_dir=f, download=False)
+    with pytest.raises(DataError, match="is a file"):
+        seqtasks.load("addition.txt", data_dir=f)
+
+
 @pytest.mark.parametrize("split", ["training", 3, None])
 def test_ptb_unknown_split_is_a_config_error(split):
     with pytest.raises(ConfigError, match="unknown PTB split"):

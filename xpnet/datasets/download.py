@@ -98,7 +98,7 @@ def data_folder(data_dir=None) -> Path:
         source = "--data-dir / data_dir" if data_dir is not None else f"${ENV_DIR}"
         raise DataError(
             f"the data folder {os.fspath(folder)!r} ({source}) is a file; expected a folder that holds the "
-            f"MNIST IDX files or can cache the downloads (e.g. {os.fspath(folder.parent)!r})"
+            f"data files (MNIST, PTB, ...) or can cache the downloads (e.g. {os.fspath(folder.parent)!r})"
         )
     return folder
 
