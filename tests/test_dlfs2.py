@@ -66,6 +66,8 @@ def test_affine_and_matmul_keep_the_book_lists_and_fill_grads_in_place(book, rng
     np.testing.assert_allclose(host(grads[1]), ref_db, **t)
     np.testing.assert_allclose(host(aff.x), x, **t)
     mm = L.MatMul(np_.array(W))
+    one_hot = np.eye(4, dtype=np.int32)[[0, 3, 1, 1, 2, 0]]  # chapter 3 feeds integer one-hot rows
+    np.testing.assert_allclose(host(mm.forward(one_hot)), W[[0, 3, 1, 1, 2, 0]], **t)
     mm.forward(np_.array(x))
     np.testing.assert_allclose(host(mm.backward(np_.array(dout))), dout @ W.T, **t)
     np.testing.assert_allclose(host(mm.grads[0]), x.T @ dout, **t)

@@ -35,16 +35,14 @@ def raw(a):
 
 
 def like(x, ref):
-    """``x`` on the backend, float data in ``ref``'s dtype (so a float64 host batch meets float32
-    weights as the same numbers on every backend); integers and bools keep their kind."""
+    """``x`` on the backend in ``ref``'s float dtype: a float64 host batch meets float32 weights
+    as the same numbers on every backend, and integer one-hot rows (the book's chapter 3 feeds
+    them to ``MatMul``) become floats, as NumPy's ``dot`` would make them."""
     a = _raw(x)
     if isinstance(a, (bool, int, float)):
         return a
-    xp = resolve().xp
     r = _raw(ref)
-    if xp.isdtype(a.dtype, "real floating") and a.dtype != r.dtype:
-        a = xp.astype(a, r.dtype)
-    return a
+    return a if a.dtype == r.dtype else resolve().xp.astype(a, r.dtype)
 
 
 def out(a):
