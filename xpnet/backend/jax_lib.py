@@ -61,10 +61,21 @@ class Jax(Library):
         return jax.device_put(a, dev)
 
     def set_items(self, x, index, value):
-        return x.at[index].set(value)
+        # integer positions as arrays: one compiled scatter serves every position (a Python int is
+        # static to jax, and an element-by-element loop would compile one program per element)
+        return x.at[_dynamic(index)].set(value)
 
     def add_at(self, x, index, value):
         return x.at[index].add(value)
 
     def scatter_add(self, xp, shape, idx, values):
         return xp.zeros_like(values, shape=shape).at[idx].add(values)  # values' device, also traced
+
+def _dynamic(index):
+    if isinstance(index, tuple):
+        return tuple(_dynamic(i) for i in index)
+    if isinstance(index, int) and not isinstance(index, bool):
+        import numpy as np
+
+        return np.asarray(index)
+    return index

@@ -9,6 +9,8 @@ three correct digits.
 
 from __future__ import annotations
 
+import numpy as _host
+
 from . import np
 from .layers import held
 
@@ -24,11 +26,12 @@ def numerical_gradient(f, x, h=1e-4):
     ``x`` is changed in place one element at a time and restored, so ``f`` may ignore its argument
     and read ``x`` through the network (``lambda W: net.loss(x, t)``)."""
     held(x, "numerical_gradient's x")
-    grad = np.zeros_like(x)
+    grad = _host.zeros(x.shape)
+    values = np.asnumpy(x)  # read once on the host (one sync, not one per element)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         idx = it.multi_index
-        tmp_val = float(x[idx])
+        tmp_val = float(values[idx])
         x[idx] = tmp_val + h
         fxh1 = float(f(x))
         x[idx] = tmp_val - h
@@ -36,7 +39,7 @@ def numerical_gradient(f, x, h=1e-4):
         grad[idx] = (fxh1 - fxh2) / (2 * h)
         x[idx] = tmp_val
         it.iternext()
-    return grad
+    return np.asarray(grad, dtype=x.dtype)
 
 
 def _numerical_gradient_1d(f, x, h=1e-4):
