@@ -71,6 +71,7 @@ class Jax(Library):
     def scatter_add(self, xp, shape, idx, values):
         return xp.zeros_like(values, shape=shape).at[idx].add(values)  # values' device, also traced
 
+
 def _dynamic(index):
     if isinstance(index, tuple):
         return tuple(_dynamic(i) for i in index)
