@@ -124,6 +124,15 @@ def test_pydoc_corpus_loads_offline_lower_case_with_eos():
     assert small.ids.shape == (1000,) and int(small.ids.max()) == small.vocab_size - 1
 
 
+def test_corpora_by_name(ptb_dir):
+    assert text.corpus("ptb", "valid", data_dir=ptb_dir, download=False).ids.shape == (4,)
+    assert text.corpus("PyDoc").vocab_size == text.pydoc_corpus().vocab_size
+    with pytest.raises(ConfigError, match="one part"):
+        text.corpus("pydoc", split="test")
+    with pytest.raises(ConfigError, match="valid corpora: ptb, pydoc"):
+        text.corpus("wikitext")
+
+
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10"])
 def test_pydoc_corpus_refuses_a_bad_word_count(bad):
     with pytest.raises(ConfigError, match="max_words"):
