@@ -125,13 +125,49 @@ def test_embedding_lists_accumulate_repeated_words(book, rng):
         emb.forward(np.array([0, 4]))
 
 
-def test_time_layers_not_yet_in_xpnet_say_so():
+def test_time_layers_not_in_xpnet_say_so():
     from xpnet.dlfs2 import time_layers
 
-    with pytest.raises(ConfigError, match="TimeLSTM is not in this version"):
-        time_layers.TimeLSTM(None, None, None, stateful=True)
+    assert "TimeEmbedding" in time_layers.__all__ and "LSTM" in time_layers.PENDING
+    with pytest.raises(ConfigError, match="LSTM is not in this version"):
+        time_layers.LSTM(None, None, None)
     with pytest.raises(AttributeError, match="TimeEmbedding"):
         time_layers.TimeLTSM  # noqa: B018 (a misspelt name)
+
+
+def _recurrent_layers() -> bool:
+    from xpnet.dlfs2 import time_layers
+
+    return "TimeRNN" in time_layers.__all__
+
+
+needs_recurrent = pytest.mark.skipif(not _recurrent_layers(), reason="this xpnet has no xpnet.recurrent.TimeRNN yet "
+                                     "(the sequence layers); the facade's TimeRNN then says so")
+
+
+@needs_recurrent
+def test_time_rnn_lists_carry_state_and_fill_grads_in_place(book, rng):
+    from xpnet import recurrent
+    from xpnet.dlfs2.time_layers import TimeRNN
+
+    np_, t_ = book.np, tolerance(book.be)
+    Wx, Wh, b, xs, dhs = rand(rng, 4, 3), rand(rng, 3, 3), rand(rng, 3), rand(rng, 2, 3, 4), rand(rng, 2, 3, 3)
+    layer = TimeRNN(np_.array(Wx), np_.array(Wh), np_.array(b), stateful=True)
+    held = list(layer.grads)
+    hs = layer.forward(xs)
+    dxs = layer.backward(np_.array(dhs))
+    be = book.be
+    ref = recurrent.TimeRNN(be.asarray(Wx), be.asarray(Wh), be.asarray(b))
+    np.testing.assert_allclose(host(hs), host(ref.forward(be.asarray(xs))), **t_)
+    np.testing.assert_allclose(host(dxs), host(ref.backward(be.asarray(dhs))), **t_)
+    for g, name in zip(held, ("Wx", "Wh", "b")):
+        np.testing.assert_allclose(host(g), host(ref.grads[name]), **t_)
+    assert all(a is b for a, b in zip(held, layer.grads))
+    np.testing.assert_allclose(host(layer.h), host(hs)[:, -1], **t_)
+    second = host(layer.forward(xs))  # stateful: starts from the last h, not from zeros
+    assert not np.allclose(second, host(hs))
+    layer.reset_state()
+    np.testing.assert_allclose(host(layer.forward(xs)), host(hs), **t_)
 
 
 def test_dropout_mask_is_the_books_draw_from_np_random(book):
@@ -538,6 +574,21 @@ def test_book_scripts_run_with_only_their_imports_rewritten(backend):
     final = float(out.split("final loss ")[1].split(",")[0])
     with B.use_backend("numpy", None, "float32"):
         assert final == pytest.approx(float(spiral_losses(1)[0]), abs=1e-4)  # the same network and data
+
+
+@needs_recurrent
+def test_simple_rnnlm_script_gives_the_same_perplexity_on_numpy_and_jax():
+    ppl = {}
+    for backend, epochs in (("numpy", 2), ("jax", 1)):  # jax: one epoch (it compiles every operation once)
+        if not B.installed(backend):
+            pytest.skip(f"{backend} is not installed")
+        out = run_script("train_simple_rnnlm.py", backend, epochs=str(epochs))
+        lines = [x for x in out.splitlines() if x.startswith("| epoch")]
+        assert len(lines) == epochs and all(re.fullmatch(r"\| epoch [12] \|  iter 1 / 19 \| time \d+\[s\] \| "
+                                                    r"perplexity \d+\.\d\d", x) for x in lines)
+        ppl[backend] = [float(x.rsplit(" ", 1)[1]) for x in lines]
+    np.testing.assert_allclose(ppl["jax"], ppl["numpy"][:1], rtol=1e-3)
+    assert ppl["numpy"][1] < ppl["numpy"][0]
 
 
 def test_count_based_script_finds_the_books_neighbours():
