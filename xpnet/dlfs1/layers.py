@@ -28,8 +28,9 @@ from .. import layers as L
 from .. import losses
 from ..backend import library_of, resolve
 from ..errors import BackendMismatchError, ConfigError
+from .arrays import _wrap
 from .box import ndarray, raw
-from .np import _wrap, random
+from .np import random
 
 # the convolution layers, when this xpnet has them (an error inside xpnet.conv is raised as it is)
 _conv = importlib.import_module("xpnet.conv") if importlib.util.find_spec("xpnet.conv") else None
