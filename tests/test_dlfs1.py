@@ -257,11 +257,15 @@ def test_bare_arrays_are_refused_where_updates_would_not_reach_the_layer(book):
         opt.update({"W": bare}, {"W": bare})
 
 
-def test_convolution_has_a_slot_for_xpnet_conv(clean_choice):
-    if importlib.util.find_spec("xpnet.conv") is not None:
-        pytest.skip("xpnet.conv exists: its own tests cover the layers")
-    with pytest.raises(ConfigError, match="xpnet.conv"):
-        Convolution(np.zeros((1, 1, 3, 3)), np.zeros(1))
+def test_convolution_comes_from_xpnet_conv_or_says_it_is_missing(clean_choice):
+    W, b = np.ones((1, 1, 3, 3)), np.zeros(1)
+    if importlib.util.find_spec("xpnet.conv") is None:
+        with pytest.raises(ConfigError, match="xpnet.conv"):
+            Convolution(W, b)
+        return
+    conv = Convolution(W, b, stride=1, pad=0)  # the book's call, wired to xpnet.conv
+    out = conv.forward(numpy.ones((1, 1, 4, 4), dtype=numpy.float32))
+    assert out.shape == (1, 1, 2, 2) and numpy.allclose(np.asnumpy(out), 9.0)
 
 
 # --------------------------------------------------------------------------- gradients and networks
