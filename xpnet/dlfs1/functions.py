@@ -9,8 +9,8 @@ from __future__ import annotations
 from .. import functional as F
 from ..backend import resolve
 from ..errors import ShapeError
+from .arrays import _wrap
 from .box import raw
-from .np import _wrap
 
 
 def _in(x):

@@ -21,12 +21,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+import numpy
+
+from .. import functional as F
 from .. import layers as L
 from .. import losses
 from ..backend import library_of, resolve
 from ..errors import BackendMismatchError, ConfigError
+from .arrays import _wrap
 from .box import ndarray, raw
-from .np import _wrap, random
+from .np import random
 
 # the convolution layers, when this xpnet has them (an error inside xpnet.conv is raised as it is)
 _conv = importlib.import_module("xpnet.conv") if importlib.util.find_spec("xpnet.conv") else None
@@ -136,7 +140,12 @@ class SoftmaxWithLoss(_Book):
     def forward(self, x, t):
         be = resolve()
         self.t = t
-        self.loss = float(self.layer.forward(raw(x, be), raw(t, be)))
+        a = raw(x, be)
+        check = None
+        if isinstance(t, numpy.ndarray) and a.ndim == 2:  # host labels: checked on the host, no device sync
+            F.check_labels(t, a.shape[1], a.shape[0], where="SoftmaxWithLoss labels")
+            check = False
+        self.loss = float(self.layer.forward(a, raw(t, be), check=check))
         return self.loss
 
     @property

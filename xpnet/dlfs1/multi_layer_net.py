@@ -75,8 +75,8 @@ class MultiLayerNet:
         total = 0.0
         for idx in range(1, self.hidden_layer_num + 2):
             W = self.params["W" + str(idx)]
-            total += 0.5 * self.weight_decay_lambda * float(np.sum(W ** 2))
-        return total
+            total += 0.5 * self.weight_decay_lambda * np.sum(W ** 2)
+        return float(total)  # one read from the device
 
     def loss(self, x, t):
         return self.last_layer.forward(self.predict(x), t) + self._decay()

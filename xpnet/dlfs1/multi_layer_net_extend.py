@@ -58,8 +58,8 @@ class MultiLayerNetExtend:
         decay = 0.0
         if self.weight_decay_lambda:
             for idx in range(1, self.hidden_layer_num + 2):
-                decay += 0.5 * self.weight_decay_lambda * float(np.sum(self.params["W" + str(idx)] ** 2))
-        return self.last_layer.forward(y, t) + decay
+                decay += 0.5 * self.weight_decay_lambda * np.sum(self.params["W" + str(idx)] ** 2)
+        return self.last_layer.forward(y, t) + float(decay)
 
     def accuracy(self, X, T):
         Y = np.argmax(self.predict(X, train_flg=False), axis=1)
