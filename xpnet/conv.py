@@ -7,16 +7,21 @@ product and a pooling is a max or mean over a row's window. Output sizes are
 
 Written once against the Array API, with no ``as_strided`` and no writes into arrays (jax and
 dask arrays cannot change): :func:`im2col` takes FH*FW strided slices of the padded input and
-stacks them; :func:`col2im`, its adjoint, adds the slices back as a sum of shifted, zero-spread
-copies (the windows' overlaps add up, as in the book's loop); max-pooling's backward routes each
-gradient to its window's first maximum by comparing positions with ``arg_max``.
+stacks them; :func:`col2im`, its adjoint, is two matrix products with 0/1 selection matrices built
+once per shape on the host (the windows' overlaps add up, as in the book's loop; measured faster
+than a sum of shifted copies on NumPy, and far fewer operations for jax and dask to trace);
+max-pooling's backward routes each gradient to its window's first maximum by comparing positions
+with ``arg_max``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
-from .backend import Backend, device, host_dtype, namespace, resolve
+import numpy as np
+
+from .backend import Backend, device, from_host_like, host_dtype, namespace, resolve
 from .checks import as_rng, is_int, size_arg
 from .errors import ConfigError, ShapeError
 from .layers import Layer, check_fits, check_param, init_std
@@ -53,21 +58,6 @@ def _pad(x, before: int, after: int, axis: int, xp):
     return xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
 
 
-def _spread(x, step: int, axis: int, xp):
-    """``x`` with ``step - 1`` zeros after each element along ``axis`` (but the last): the inverse of
-    taking every ``step``-th element. Length ``step * (n - 1) + 1``."""
-    if step == 1:
-        return x
-    n = x.shape[axis]
-    spread = xp.stack([x] + [xp.zeros_like(x)] * (step - 1), axis=axis + 1)
-    shape = list(x.shape)
-    shape[axis] = n * step
-    spread = xp.reshape(spread, tuple(shape))
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(0, step * (n - 1) + 1)
-    return spread[tuple(index)]
-
-
 def _patches(x, fh: int, fw: int, sh: int, sw: int, pad: int):
     """``(patches, OH, OW)``: the windows of ``x`` (N, C, H, W) as (N, C, FH*FW, OH, OW)."""
     xp = namespace(x)
@@ -79,22 +69,30 @@ def _patches(x, fh: int, fw: int, sh: int, sw: int, pad: int):
     return xp.stack(windows, axis=2), oh, ow
 
 
+@functools.lru_cache(maxsize=128)
+def _selection(size: int, f: int, out: int, step: int, pad: int) -> np.ndarray:
+    """The 0/1 matrix (f*out, size) whose row (fy, i) picks input index ``step*i + fy - pad`` (a row of
+    zeros where that index lies in the padding): ``patches = S_h @ x @ S_w^T`` up to axis order."""
+    m = np.zeros((f, out, size))
+    for fy in range(f):
+        idx = step * np.arange(out) + fy - pad
+        inside = (idx >= 0) & (idx < size)
+        m[fy, np.flatnonzero(inside), idx[inside]] = 1.0
+    return m.reshape(f * out, size)
+
+
 def _unpatch(p, x_shape, fh: int, fw: int, sh: int, sw: int, pad: int):
-    """The adjoint of :func:`_patches`: (N, C, FH, FW, OH, OW) summed back into (N, C, H, W)."""
+    """The adjoint of :func:`_patches`: (N, C, FH, FW, OH, OW) summed back into (N, C, H, W), as
+    ``S_h^T @ p @ S_w`` with the selection matrices of :func:`_selection` (two matrix products,
+    whatever the window; overlaps add up, padding drops out)."""
     xp = namespace(p)
     n, c, h, w = x_shape
-    hp, wp = h + 2 * pad, w + 2 * pad
-    img = None
-    for y in range(fh):
-        row = None
-        for z in range(fw):
-            piece = _spread(p[:, :, y, z, :, :], sw, 3, xp)
-            piece = _pad(piece, z, wp - z - piece.shape[3], 3, xp)
-            row = piece if row is None else row + piece
-        row = _spread(row, sh, 2, xp)
-        row = _pad(row, y, hp - y - row.shape[2], 2, xp)
-        img = row if img is None else img + row
-    return img[:, :, pad:pad + h, pad:pad + w] if pad else img
+    oh, ow = p.shape[4], p.shape[5]
+    g = xp.reshape(xp.permute_dims(p, (0, 1, 2, 4, 3, 5)), (n, c, fh * oh, fw * ow))
+    dt = host_dtype(p.dtype)
+    s_h = from_host_like(_selection(h, fh, oh, sh, pad).T.astype(dt), p)
+    s_w = from_host_like(_selection(w, fw, ow, sw, pad).astype(dt), p)
+    return s_h @ g @ s_w
 
 
 def _check_image(x, what: str, channels: int | None = None) -> None:
