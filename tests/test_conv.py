@@ -1,6 +1,8 @@
 """Convolution, Pooling and Flatten: the textbook's loops as the oracle, on every backend; gradient
 checks; convolutional models through checkpoints, the compiled step and ONNX; bad input refused."""
 
+import json
+
 import numpy as np
 import pytest
 import reference as ref
@@ -292,3 +294,76 @@ def test_a_cnn_model_holds_inputs_to_its_image_shape():
     mlp = xpnet.mlp([64, 5, 10], backend="numpy")
     assert mlp.reshape_input(flat) is flat and mlp.input_shape is None
     assert "input_shape" not in C.describe(mlp)  # MLP checkpoints are written as before
+
+
+# ---------------------------------------------------------------------- the command line
+def _cli(argv, capsys):
+    from xpnet import cli
+
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    """One epoch of ``xpnet train --model simple-cnn`` on the digits (eager, no plot)."""
+    from xpnet import cli
+
+    out = tmp_path_factory.mktemp("cnn-run")
+    code = cli.main(["train", "--model", "simple-cnn", "--epochs", "1", "--batch-size", "256", "--out", str(out),
+                     "--no-plot", "-q", "--compile", "off"])
+    assert code == 0
+    return out / "checkpoint.npz"
+
+
+def test_cli_trains_a_cnn_on_digit_images_and_records_it(cnn_run, capsys):
+    desc = C.describe_file(cnn_run)
+    assert desc["meta"]["model"] == "simple-cnn" and desc["input_shape"] == [1, 8, 8]
+    assert [entry["type"] for entry in desc["layers"]][:4] == ["Convolution", "ReLU", "Pooling", "Flatten"]
+    assert desc["layers"][0]["params"]["W"] == [30, 1, 3, 3]
+    code, out, err = _cli(["eval", str(cnn_run), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["test_acc"] > 0.5 and json.loads(out)["samples"] == 359
+
+
+def test_cli_predict_takes_images_or_flat_rows_and_refuses_other_shapes(cnn_run, capsys, tmp_path):
+    from xpnet import datasets
+
+    raw = datasets.digits().x_test_raw[:4]
+    outputs = []
+    for name, x in (("flat", raw), ("images", raw.reshape(4, 1, 8, 8))):
+        np.save(tmp_path / f"{name}.npy", x)
+        code, out, err = _cli(["predict", str(cnn_run), str(tmp_path / f"{name}.npy")], capsys)
+        assert code == 0, err
+        outputs.append(out)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 4
+    np.save(tmp_path / "bad.npy", raw.reshape(4, 8, 8))
+    code, _, err = _cli(["predict", str(cnn_run), str(tmp_path / "bad.npy")], capsys)
+    assert code == 1 and "(N, 1, 8, 8) or (N, 64)" in err and "Traceback" not in err
+
+
+def test_cli_resume_keeps_the_cnn(cnn_run, capsys, tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "checkpoint.npz"
+    shutil.copy(cnn_run, ckpt)
+    code, _, err = _cli(["train", "--resume", str(ckpt), "--model", "mlp", "-q", "--no-plot"], capsys)
+    assert code == 1 and "model='mlp' cannot be changed" in err
+    code, out, err = _cli(["train", "--resume", str(ckpt), "--epochs", "2", "-q", "--no-plot", "--compile", "off"],
+                          capsys)
+    assert code == 0, err
+    assert C.describe_file(ckpt)["meta"]["epoch"] == 2 and C.describe_file(ckpt)["meta"]["model"] == "simple-cnn"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--model", "cnn"], "invalid choice: 'cnn'"),
+    (["--model", "simple-cnn", "--hidden", "10"], "--hidden applies to --model mlp only"),
+    (["--model", "deep-cnn", "--activation", "tanh"], "--activation applies to --model mlp only"),
+    (["--model", "simple-cnn", "--batchnorm"], "unrecognized arguments: --batchnorm"),
+    (["--model", "deep-cnn", "--dataset", "iris"], "iris has flat features"),
+])
+def test_cli_nonsense_with_a_cnn_is_a_usage_error(argv, says, capsys, tmp_path):
+    code, _, err = _cli(["train", *argv, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

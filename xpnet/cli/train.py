@@ -48,7 +48,8 @@ def usage_problem(args) -> str | None:
     flags = (("--hidden", args.hidden), ("--activation", args.activation))
     extra = [flag for flag, value in flags if value is not None]
     if extra:
-        return (f"{' and '.join(extra)} apply to --model mlp only; {args.model} has the book's layers "
+        verb = "apply" if len(extra) > 1 else "applies"
+        return (f"{' and '.join(extra)} {verb} to --model mlp only; {args.model} has the book's layers "
                 f"(docs/cli.md lists them): leave {' and '.join(extra)} out")
     if args.dataset in ("iris", "spiral"):
         return (f"--model {args.model} takes images, and {args.dataset} has flat features; use --dataset digits, "

@@ -129,7 +129,8 @@ def _model_kind(given: dict) -> str:
     if kind != "mlp":
         extra = [name for name in ("hidden", "activation") if given.get(name) is not None]
         if extra:
-            raise ConfigError(f"{' and '.join(extra)} apply to the mlp model only; {kind} has fixed layers "
+            verb = "apply" if len(extra) > 1 else "applies"
+            raise ConfigError(f"{' and '.join(extra)} {verb} to the mlp model only; {kind} has fixed layers "
                               f"(see docs/cli.md): leave {', '.join(extra)} out")
     return kind
 
