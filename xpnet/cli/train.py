@@ -132,7 +132,7 @@ def _announce(trainer) -> None:
         what = f"{'-'.join(map(str, sizes))} MLP"
     else:
         shape = "x".join(map(str, model.input_shape))
-        what = f"{trainer.meta.get('model', 'convolutional network')} on {shape} images,"
+        what = f"{trainer.meta.get('model', 'convolutional network')} ({shape} images)"
     say(
         f"training {what} on {trainer.meta.get('dataset')} "
         f"({trainer.x_train.shape[0]} train / "

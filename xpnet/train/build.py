@@ -36,12 +36,13 @@ MODELS = ("mlp", "simple-cnn", "deep-cnn")
 
 # The convolutional networks' settings per image size: the book's for 28x28 (MNIST); for the 8x8 digits
 # simple-cnn's filters are 3x3 (a 6x6 map, pooled to 3x3) and deep-cnn keeps the book's pads
-# (8 -> pool 4 -> pad 2: 6 -> pool 3 -> pool 1). Adam's rate and the epochs as measured on digits.
+# (8 -> pool 4 -> pad 2: 6 -> pool 3 -> pool 1). Adam's rate and the epochs as measured on digits
+# (docs/cli.md): simple-cnn 98.61% test accuracy after 20 epochs at lr 0.005, deep-cnn 98.33% after 10 at 0.002.
 CNN_OPTIONS = {
     "simple-cnn": {8: {"size": 3}, 28: {"size": 5}},
     "deep-cnn": {8: {}, 28: {}},
 }
-CNN_DEFAULTS = {"lr": 0.002, "epochs": 30}
+CNN_DEFAULTS = {"epochs": 20, "lr": {"simple-cnn": 0.005, "deep-cnn": 0.002}}
 
 
 # ---------------------------------------------------------------------- one call
@@ -114,7 +115,7 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
         net = build_cnn(data.image_shape, classes=data.num_classes, seed=seed, backend=backend, device=device,
                         dtype=dtype, **options)
     if lr is None:
-        lr = (CNN_DEFAULTS["lr"] if kind != "mlp" else DEFAULTS["lr"]) if str(optimizer).lower() == "adam" else 0.1
+        lr = CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"]) if str(optimizer).lower() == "adam" else 0.1
     opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay)
     meta.update(optimizer=str(optimizer).lower(), lr=float(lr), scale=scale)
     opts.setdefault("batch_size", DEFAULTS["batch_size"])
