@@ -65,7 +65,7 @@ def train(be, optimizer, steps=150, batch=100, seed=0):
 
 
 # (learning rate, steps, batch): the fewest steps after which the float64 NumPy run is past 90%
-# on the test rows (sgd 91.6%, adam 94.2%); a dask step costs ~0.1-0.3 s whatever the batch
+# on the test rows (sgd 91.6%, adam 94.2%); a dask step costs 0.1-0.4 s, mostly per operation, not per row
 RUNS = {"sgd": (0.5, 100, 100), "adam": (0.01, 50, 300)}
 
 
