@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -91,6 +92,26 @@ def _train(tmp_path, name, cache, backend="jax", epochs=3):
     return done, json.loads((out / "history.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One jax run into a fresh cache: its history, the cache folder it filled, and a copy of
+    that folder as the run left it (see :func:`cache_of`)."""
+    root = tmp_path_factory.mktemp("first")
+    cache = root / "cache"
+    _, history = _train(root, "a", cache)
+    pristine = shutil.copytree(cache, root / "pristine")
+    return history, cache, pristine
+
+
+def cache_of(first_run):
+    """The first run's cache folder, put back as that run left it. Its path stays the same: the
+    names (keys) of jax's entries change with the folder's path (measured: a copy elsewhere
+    is read as empty)."""
+    _, cache, pristine = first_run
+    shutil.rmtree(cache)
+    return Path(shutil.copytree(pristine, cache))
+
+
 def _strip_times(history):
     """The records without their timings (the only thing a cache may change)."""
     records = history["epochs"]
@@ -98,9 +119,8 @@ def _strip_times(history):
 
 
 @needs_jax
-def test_a_cached_run_gives_the_same_numbers_and_writes_no_new_entries(tmp_path):
-    cache = tmp_path / "cache"
-    _, first = _train(tmp_path, "a", cache)
+def test_a_cached_run_gives_the_same_numbers_and_writes_no_new_entries(tmp_path, first_run):
+    first, cache = first_run[0], cache_of(first_run)
     entries = sorted(p.name for p in cache.iterdir())
     assert any(name.startswith("jit_pure_epoch") for name in entries), entries
     _, second = _train(tmp_path, "b", cache)
@@ -111,9 +131,8 @@ def test_a_cached_run_gives_the_same_numbers_and_writes_no_new_entries(tmp_path)
 
 
 @needs_jax
-def test_a_damaged_entry_is_a_note_then_healed(tmp_path):
-    cache = tmp_path / "cache"
-    _, first = _train(tmp_path, "a", cache)
+def test_a_damaged_entry_is_a_note_then_healed(tmp_path, first_run):
+    first, cache = first_run[0], cache_of(first_run)
     for entry in cache.iterdir():  # files cut short by a full disk or a kill: the step's and eager ops'
         entry.write_bytes(entry.read_bytes()[:500])
     done, second = _train(tmp_path, "b", cache)
@@ -128,12 +147,11 @@ def test_a_damaged_entry_is_a_note_then_healed(tmp_path):
 
 
 @needs_jax
-def test_an_entry_that_is_a_folder_is_removed_and_rewritten(tmp_path):
+def test_an_entry_that_is_a_folder_is_removed_and_rewritten(tmp_path, first_run):
     """A folder where an executable's file should be (a copy gone wrong): jax can neither read nor
     replace it; it is removed when the next run starts, not reported as '0 file(s) removed' and
     kept on every run."""
-    cache = tmp_path / "cache"
-    _, first = _train(tmp_path, "a", cache)
+    first, cache = first_run[0], cache_of(first_run)
     for entry in cache.iterdir():
         entry.unlink()
         (entry / "inside").mkdir(parents=True)

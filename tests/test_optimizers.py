@@ -44,7 +44,7 @@ def test_update_changes_the_weights_the_layers_use(be, rng, name):
     before = xpnet.to_numpy(model.predict(x))
     opt = xpnet.get_optimizer(name, lr=0.05)
     losses = []
-    for _ in range(15):
+    for _ in range(5):  # a no-op update leaves the loss where it was; 5 steps lower it by a fifth or more on numpy
         losses.append(float(xpnet.to_numpy(model.loss(x, t))))
         model.backward()
         opt.update(model.params, model.grads)

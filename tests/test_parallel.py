@@ -330,11 +330,30 @@ def test_gradient_averaging_is_exact_on_hand_made_gradients(tmp_path):
         assert "rank 1 (weights) does not match rank 0" in r["drift"]
 
 
-@needs_mpi
-def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path):
-    pairs = ["numpy:float64"] + [f"{b}:float32" for b in ("torch", "jax") if importlib.util.find_spec(b)]
-    done = job("parity", tmp_path, *pairs, "numpy:float64:bn", timeout=150)
+HAS_JAX = importlib.util.find_spec("jax") is not None
+# the backend:dtype[:flags] pairs the parity tests below read, all trained by one job (every start of
+# two ranks imports xpnet, jax and torch anew)
+PARITY_PAIRS = {
+    "global batch": ["numpy:float64"] + [f"{b}:float32" for b in ("torch", "jax") if importlib.util.find_spec(b)]
+    + ["numpy:float64:bn"],
+    "compiled": ["jax:float64:compiled", "jax:float64:bn:drop:compiled", "numpy:float64:bn:drop"] if HAS_JAX else [],
+    "dropout": ["numpy:float64:drop"] + (["jax:float64:drop:compiled"] if HAS_JAX else []),
+}
+
+
+@pytest.fixture(scope="module")
+def parity_job(tmp_path_factory):
+    """The folder the ranks of one ``parity`` job wrote every pair of PARITY_PAIRS to."""
+    out = tmp_path_factory.mktemp("parity")
+    pairs = [p for group in PARITY_PAIRS.values() for p in group]
+    done = job("parity", out, *pairs, timeout=150 + 2 * JOB_TIMEOUT)  # the three jobs' bounds together
     assert done.returncode == 0, done.stderr
+    return out
+
+
+@needs_mpi
+def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(parity_job):
+    tmp_path, pairs = parity_job, PARITY_PAIRS["global batch"][:-1]
     r0, r1 = (np.load(tmp_path / f"numpy-float64-bn-rank{r}.npz") for r in (0, 1))  # BatchNorm: each rank
     assert {k for k in r0.files if "running" in k}  # normalises its slice; running statistics averaged
     assert all(np.array_equal(r0[k], r1[k]) for k in r0.files), "the ranks' BatchNorm statistics differ"
@@ -353,13 +372,11 @@ def test_two_ranks_make_the_update_of_one_process_with_the_global_batch(tmp_path
 
 
 @needs_mpi
-def test_two_ranks_with_compiled_steps_make_the_update_of_one_process(tmp_path):
+def test_two_ranks_with_compiled_steps_make_the_update_of_one_process(request):
     """jax float64, compile on: each rank's compiled gradient of its slice, the allreduce, a compiled
     update; 2 epochs of 11 global batches, the last of 1 sample (rank 0 has none, rank 1 one)."""
     pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
-    pairs = ["jax:float64:compiled", "jax:float64:bn:drop:compiled", "numpy:float64:bn:drop"]
-    done = job("parity", tmp_path, *pairs, timeout=JOB_TIMEOUT)
-    assert done.returncode == 0, done.stderr
+    tmp_path, pairs = request.getfixturevalue("parity_job"), PARITY_PAIRS["compiled"]
     runs = {pair: [(np.load(tmp_path / f"{pair.replace(':', '-')}-rank{r}.npz"),
                     json.loads((tmp_path / f"{pair.replace(':', '-')}-rank{r}.json").read_text())) for r in (0, 1)]
             for pair in pairs}
@@ -390,12 +407,10 @@ def test_two_ranks_with_compiled_steps_make_the_update_of_one_process(tmp_path):
 
 
 @needs_mpi
-def test_two_ranks_with_dropout_make_the_update_of_one_process(tmp_path):
+def test_two_ranks_with_dropout_make_the_update_of_one_process(parity_job):
     """Each rank takes its rows of the one batch-wide mask one process draws (a rank with no rows
     in the last global batch of 1 sample still draws it); eager numpy and compiled jax."""
-    pairs = ["numpy:float64:drop"] + (["jax:float64:drop:compiled"] if importlib.util.find_spec("jax") else [])
-    done = job("parity", tmp_path, *pairs, timeout=JOB_TIMEOUT)
-    assert done.returncode == 0, done.stderr
+    tmp_path, pairs = parity_job, PARITY_PAIRS["dropout"]
     ref_weights, ref_records, _ = train_weights("numpy", "float64", None, epochs=2, dropout=0.2)
     for pair in pairs:
         name = pair.replace(":", "-")

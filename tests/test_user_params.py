@@ -64,16 +64,26 @@ def train(be, optimizer, steps=150, batch=100, seed=0):
     return net, float(xpnet.to_numpy(net.accuracy(be.asarray(data.x_test), be.asarray(data.t_test))))
 
 
+# (learning rate, steps, batch): the fewest steps after which the float64 NumPy run is past 90%
+# on the test rows (sgd 91.6%, adam 94.2%); a dask step costs 0.1-0.4 s, mostly per operation, not per row
+RUNS = {"sgd": (0.5, 100, 100), "adam": (0.01, 50, 300)}
+
+
+def run(be, name):
+    lr, steps, batch = RUNS[name]
+    return train(be, xpnet.get_optimizer(name, lr), steps=steps, batch=batch)
+
+
 @pytest.fixture(scope="module")
 def reference():
     """The float64 NumPy run every backend must reproduce."""
     be = xpnet.get_backend("numpy", dtype="float64")
-    return {name: train(be, xpnet.get_optimizer(name, lr)) for name, lr in (("sgd", 0.5), ("adam", 0.01))}
+    return {name: run(be, name) for name in RUNS}
 
 
-@pytest.mark.parametrize("name, lr", [("sgd", 0.5), ("adam", 0.01)])
-def test_the_books_two_layer_net_learns_on_every_backend_as_on_numpy(be, reference, name, lr):
-    net, acc = train(be, xpnet.get_optimizer(name, lr))
+@pytest.mark.parametrize("name", list(RUNS))
+def test_the_books_two_layer_net_learns_on_every_backend_as_on_numpy(be, reference, name):
+    net, acc = run(be, name)
     ref_net, ref_acc = reference[name]
     assert ref_acc > 0.9
     assert acc == pytest.approx(ref_acc, abs=0.01 if be.dtype_name == "float32" else 1e-12)
