@@ -10,6 +10,7 @@ from conftest import assert_close
 import xpnet
 from xpnet import backend as B
 from xpnet.attention import Attention, AttentionWeight, TimeAttention, WeightSum
+from xpnet.optimizers import clip_grads
 from xpnet.recurrent import TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
 from xpnet.sequence import (
     Embedding,
@@ -413,3 +414,97 @@ def test_attention_refuses_mismatched_states(be, rng):
         Attention().forward(be.asarray(np.zeros((N, 4, H))), be.asarray(np.zeros((N, H + 1))))
     with pytest.raises(xpnet.ShapeError, match="WeightSum"):
         WeightSum().forward(be.asarray(np.zeros((N, 4, H))), be.asarray(np.zeros((N, 3))))
+
+
+# ---------------------------------------------------------------------- clipping, checkpoints, export
+def test_clip_grads_scales_every_gradient_by_the_global_norm(be, rng):
+    a, b = rng.standard_normal((3, 2)), rng.standard_normal(4)
+    norm = np.sqrt((a**2).sum() + (b**2).sum())
+    grads = clip_grads({"W": be.asarray(a), "b": be.asarray(b)}, norm / 2)
+    rate = (norm / 2) / (norm + 1e-6)
+    assert_close(grads["W"], a * rate, be)
+    assert_close(grads["b"], b * rate, be)
+    kept = clip_grads([be.asarray(a), be.asarray(b)], norm * 2)  # the book's list; below the bound: unchanged
+    assert_close(kept[0], a, be)
+    assert_close(kept[1], b, be)
+    with pytest.raises(xpnet.ConfigError, match="max_norm"):
+        clip_grads({"W": be.asarray(a)}, 0.0)
+    with pytest.raises(xpnet.ConfigError, match="dict or a list"):
+        clip_grads(be.asarray(a), 1.0)
+
+
+def _sequence_model(be):
+    rng = np.random.default_rng(8)
+    return xpnet.Sequential([
+        TimeEmbedding.create(V, D, rng=rng, backend=be), TimeRNN.create(D, H, rng=rng, backend=be),
+        TimeGRU.create(H, H, stateful=True, rng=rng, backend=be), TimeBiLSTM.create(H, H, rng=rng, backend=be),
+        TimeLSTM.create(2 * H, H, stateful=True, rng=rng, backend=be), TimeDropout(0.25, rng=3),
+        TimeAffine.create(H, V, rng=rng, backend=be),
+    ])
+
+
+def _run(model, x):
+    for layer in model.layers:
+        x = layer.forward(x, train=False)
+    return x
+
+
+def test_checkpoint_saves_and_loads_sequence_layers(be, tmp_path):
+    from xpnet import checkpoint
+
+    model = _sequence_model(be)
+    x = _idx(be, [[1, 4, 0], [2, 2, 3]])
+    path = checkpoint.save(tmp_path / "lm.npz", model)
+    loaded, _, _ = checkpoint.load(path, backend=be)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert list(loaded.params) == list(model.params) and "Wx_f1" in loaded.params
+    assert [getattr(layer, "stateful", None) for layer in loaded.layers] == \
+        [getattr(layer, "stateful", None) for layer in model.layers]
+    assert loaded.layers[5].ratio == 0.25
+    for key, p in model.params.items():
+        assert_close(loaded.params[key], B.to_numpy(p), be, rtol=0, atol=0)
+    assert_close(_run(loaded, x), B.to_numpy(_run(model, x)), be)
+
+
+def test_export_refuses_sequence_layers_by_name():
+    pytest.importorskip("onnx")
+    from xpnet.export import ExportError, to_onnx
+
+    with pytest.raises(ExportError, match=r"layer 0 \(TimeEmbedding\) has no ONNX form"):
+        to_onnx(_sequence_model(B.resolve("numpy")))
+
+
+def test_a_language_model_learns_with_clipping_and_an_optimizer(be):
+    rng = np.random.default_rng(2)
+    layers = [TimeEmbedding.create(V, D, std=0.5, rng=rng, backend=be),
+              TimeLSTM.create(D, H, stateful=True, rng=rng, backend=be), TimeAffine.create(H, V, rng=rng, backend=be)]
+    model, loss_layer = xpnet.Sequential(layers), TimeSoftmaxWithLoss()
+    optimizer = xpnet.SGD(lr=3.0)
+    xs, ts = _idx(be, [[0, 1, 2], [3, 4, 0]]), _idx(be, [[1, 2, 3], [4, 0, 1]])
+    losses = []
+    for _ in range(6):
+        layers[1].reset_state()
+        losses.append(float(B.to_numpy(loss_layer.forward(_run_train(layers, xs), ts))))
+        d = loss_layer.backward()
+        for layer in reversed(layers):
+            d = layer.backward(d)
+        optimizer.update(model.params, clip_grads(model.grads, 5.0))
+    assert model.params["Wx1"] is layers[1].params["Wx"]  # the layers read the updated arrays
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.9 * losses[0], losses
+
+
+def _run_train(layers, x):
+    for layer in layers:
+        x = layer.forward(x, train=True)
+    return x
+
+
+def test_the_docs_example_runs_as_written():
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "sequence.md"
+    scope: dict = {}
+    exec(re.search(r"```python\n(.*?)```", page.read_text(), re.S).group(1), scope)  # noqa: S102
+    assert np.isfinite(float(B.to_numpy(scope["loss"])))
+    assert scope["model"].params["Wx1"] is scope["layers"][1].params["Wx"]

@@ -69,8 +69,13 @@ def check_indices(idx, rows: int, where: str, like):
 
 
 def _index_dtype(idx, xp):
-    """int32 and int64 indices as they are, other integer dtypes (uint8, int16...) as int64."""
-    return idx if idx.dtype in (xp.int32, xp.int64) else xp.astype(idx, xp.int64)
+    """int32 and int64 indices as they are, other integer dtypes (uint8, int16...) as the
+    namespace's default integer (int64; int32 on jax without x64)."""
+    return idx if idx.dtype in (xp.int32, xp.int64) else xp.astype(idx, _default_int(idx, xp))
+
+
+def _default_int(x, xp):
+    return xp.arange(1, device=device(x)).dtype
 
 
 def _table(W, name: str):
@@ -257,8 +262,8 @@ class NegativeSamplingLoss(Layer):
             raise ShapeError(f"NegativeSamplingLoss expects h of shape (N, {W.shape[1]}) and N target words, "
                              f"got h {tuple(h.shape)} and targets {tuple(target.shape)}")
         n, k = h.shape[0], 1 + self.sample_size
-        negative = from_host_like(self.sampler.get_negative_sample(target).astype(np.int64), target)
-        idx = xp.concat([xp.reshape(target, (n, 1)), xp.astype(negative, target.dtype)], axis=1)
+        negative = from_host_like(self.sampler.get_negative_sample(target).astype(host_dtype(target.dtype)), target)
+        idx = xp.concat([xp.reshape(target, (n, 1)), negative], axis=1)
         self.h, self.idx, self.rows = h, idx, embed(W, idx)  # rows: (N, k, D)
         scores = xp.sum(self.rows * xp.expand_dims(h, axis=1), axis=2)
         first = xp.arange(k, device=device(idx)) == 0
@@ -364,10 +369,10 @@ class TimeSoftmaxWithLoss:
                              f"{dtype_name(ts.dtype)}")
         V = xs.shape[2]
         counted = ts != self.ignore_label
-        wide = xp.astype(ts, xp.int64)
+        wide = xp.astype(ts, _default_int(ts, xp))  # torch has no min/max for uint16/32/64
         lo = xp.min(xp.where(counted, wide, xp.zeros_like(wide)))
         hi = xp.max(xp.where(counted, wide, xp.zeros_like(wide)))
-        lo, hi, n = (int(v) for v in to_numpy(xp.stack([lo, hi, xp.sum(xp.astype(counted, xp.int64))])))
+        lo, hi, n = (int(v) for v in to_numpy(xp.stack([lo, hi, xp.sum(xp.astype(counted, wide.dtype))])))
         if n == 0:
             raise LabelError(f"TimeSoftmaxWithLoss: every target equals ignore_label={self.ignore_label}; "
                              f"there is nothing to learn from in this batch")
