@@ -340,6 +340,17 @@ def test_recurrent_layers_refuse_bad_shapes(be, rng):
         TimeLSTM(Wx, Wh, b).backward(be.asarray(np.zeros((N, T, H))))
     with pytest.raises(xpnet.DTypeError):
         TimeRNN(*(be.asarray(np.zeros(s, dtype=np.int64)) for s in ((2, 3), (3, 3), (3,))))
+    with pytest.raises(xpnet.DTypeError, match="weights' dtype"):
+        layer.forward(be.asarray(np.zeros((N, T, D), dtype=np.int32)))
+    with pytest.raises(xpnet.ConfigError, match="stateful must be True or False"):
+        TimeLSTM(Wx, Wh, b, stateful="yes")
+    with pytest.raises(xpnet.BackendMismatchError):
+        layer.forward(np.zeros((N, T, D)).tolist())
+    affine = TimeAffine(be.asarray(np.zeros((H, V))), be.asarray(np.zeros(V)))
+    with pytest.raises(xpnet.DTypeError, match="weights' dtype"):
+        affine.forward(be.asarray(np.zeros((N, T, H), dtype=np.int32)))
+    with pytest.raises(xpnet.ShapeError, match=r"\(N, T, 3\)"):
+        affine.forward(be.asarray(np.zeros((N, H))))
 
 
 # ---------------------------------------------------------------------- TimeLSTM against torch.nn.LSTM
@@ -503,8 +514,8 @@ def test_the_docs_example_runs_as_written():
     import re
     from pathlib import Path
 
-    page = Path(__file__).resolve().parent.parent / "docs" / "sequence.md"
+    page = Path(__file__).resolve().parent.parent / "docs" / "book.md"
     scope: dict = {}
-    exec(re.search(r"```python\n(.*?)```", page.read_text(), re.S).group(1), scope)  # noqa: S102
+    exec(re.search(r"```python\n(.*?TimeLSTM.*?)```", page.read_text(), re.S).group(1), scope)  # noqa: S102
     assert np.isfinite(float(B.to_numpy(scope["loss"])))
     assert scope["model"].params["Wx1"] is scope["layers"][1].params["Wx"]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 
-from .backend import Backend, check_same_backend, device, host_dtype, namespace
-from .checks import as_rng, size_arg
-from .errors import ShapeError
+from .backend import Backend, check_same_backend, device, dtype_name, host_dtype, namespace
+from .checks import as_rng, is_array, size_arg
+from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .layers import Layer, check_fits, check_param
 from .sequence import _backend
 
@@ -57,9 +57,16 @@ def create_cell(name: str, gates: int, D: int, H: int, rng, backend):
 
 
 def check_sequence(xs, Wx, name: str) -> None:
+    """A clear error unless ``xs`` is (N, T, D) with T >= 1, in the weights' library, device and dtype."""
+    if not is_array(xs):
+        raise BackendMismatchError(f"{name} expects an array of shape (N, T, {Wx.shape[0]}), got {type(xs).__name__}")
     if xs.ndim != 3 or xs.shape[2] != Wx.shape[0] or xs.shape[1] == 0:
         raise ShapeError(f"{name} expects a batch of sequences of shape (N, T, {Wx.shape[0]}) with T >= 1, "
                          f"got {tuple(xs.shape)}")
+    check_same_backend(xs, Wx, f"{name} input")
+    if xs.dtype != Wx.dtype:
+        raise DTypeError(f"{name} expects input of its weights' dtype {dtype_name(Wx.dtype)}, got "
+                         f"{dtype_name(xs.dtype)}; convert it with xp.astype(xs, xp.{dtype_name(Wx.dtype)})")
 
 
 def initial(state, N: int, H: int, like, name: str, what: str):
@@ -212,7 +219,9 @@ class _Recurrent(Layer):
         super().__init__()
         self.H = check_cell(Wx, Wh, b, self.gates, type(self).__name__)
         self.params = {"Wx": Wx, "Wh": Wh, "b": b}
-        self.stateful = bool(stateful)
+        if not isinstance(stateful, bool):
+            raise ConfigError(f"{type(self).__name__} stateful must be True or False, got {stateful!r}")
+        self.stateful = stateful
         self.h = self.c = self.dh = None
         self.xs = self.h0 = self.c0 = self.hs = self.cs = self.cache = None
 
@@ -237,7 +246,6 @@ class _Recurrent(Layer):
     def _start(self, xs):
         p = self.params
         check_sequence(xs, p["Wx"], type(self).__name__)
-        check_same_backend(xs, p["Wx"], f"{type(self).__name__} input")
         self.h0 = initial(self.h if self.stateful else None, xs.shape[0], self.H, xs, type(self).__name__,
                           "hidden state h")
         self.xs = xs
@@ -334,7 +342,6 @@ class TimeBiLSTM(Layer):
     def forward(self, xs, train: bool = True):
         p = self.params
         check_sequence(xs, p["Wx_f"], "TimeBiLSTM")
-        check_same_backend(xs, p["Wx_f"], "TimeBiLSTM input")
         xp = namespace(xs)
         h0 = initial(None, xs.shape[0], self.H, xs, "TimeBiLSTM", "h")
         self.runs = []

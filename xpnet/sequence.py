@@ -307,8 +307,13 @@ class TimeAffine(Layer):
 
     def forward(self, x, train: bool = True):
         W = self.params["W"]
-        if x.ndim != 3 or x.shape[2] != W.shape[0]:
-            raise ShapeError(f"TimeAffine expects input of shape (N, T, {W.shape[0]}), got {tuple(x.shape)}")
+        if not is_array(x) or x.ndim != 3 or x.shape[2] != W.shape[0]:
+            raise ShapeError(f"TimeAffine expects input of shape (N, T, {W.shape[0]}), got "
+                             f"{tuple(getattr(x, 'shape', ())) if is_array(x) else type(x).__name__}")
+        check_same_backend(x, W, "TimeAffine input")
+        if x.dtype != W.dtype:
+            raise DTypeError(f"TimeAffine expects input of its weights' dtype {dtype_name(W.dtype)}, got "
+                             f"{dtype_name(x.dtype)}; convert it with xp.astype(x, xp.{dtype_name(W.dtype)})")
         xp = namespace(x)
         self.x = x
         out = xp.reshape(x, (-1, W.shape[0])) @ W + self.params["b"]
