@@ -488,7 +488,7 @@ def test_export_refuses_sequence_layers_by_name():
 def test_a_language_model_learns_with_clipping_and_an_optimizer(be):
     rng = np.random.default_rng(2)
     layers = [TimeEmbedding.create(V, D, std=0.5, rng=rng, backend=be),
-              TimeLSTM.create(D, H, rng=rng, backend=be), TimeAffine.create(H, V, rng=rng, backend=be)]
+              TimeRNN.create(D, H, rng=rng, backend=be), TimeAffine.create(H, V, rng=rng, backend=be)]
     model, loss_layer = xpnet.Sequential(layers), TimeSoftmaxWithLoss()
     optimizer = xpnet.SGD(lr=3.0)
     xs, ts = _idx(be, [[0, 1, 2], [3, 4, 0]]), _idx(be, [[1, 2, 3], [4, 0, 1]])
@@ -499,7 +499,7 @@ def test_a_language_model_learns_with_clipping_and_an_optimizer(be):
         for layer in reversed(layers):
             d = layer.backward(d)
         optimizer.update(model.params, clip_grads(model.grads, 5.0))
-    assert model.params["Wx1"] is layers[1].params["Wx"]  # the layers read the updated arrays
+    assert model.params["Wx1"] is layers[1].params["Wx"]  # the layers read the updated arrays (jax, dask)
     assert losses[1] < 0.98 * losses[0], losses
 
 
