@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import math
 
-from .backend import Backend, check_same_backend, device, dtype_name, host_dtype, namespace
+from .backend import Backend, check_same_backend, device, dtype_name, host_dtype, namespace, resolve
 from .checks import as_rng, is_array, size_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .layers import Layer, check_fits, check_param
-from .sequence import _backend
 
 
 def sigmoid(x, xp):
@@ -47,7 +46,7 @@ def check_cell(Wx, Wh, b, gates: int, name: str, suffix: str = "") -> int:
 
 def create_cell(name: str, gates: int, D: int, H: int, rng, backend):
     """The book's initial weights: ``randn(D, gH) / sqrt(D)``, ``randn(H, gH) / sqrt(H)``, zero bias."""
-    be = _backend(backend)
+    be = backend if isinstance(backend, Backend) else resolve(backend)
     D, H = size_arg(f"{name} input size", D), size_arg(f"{name} hidden size", H)
     check_fits((D + H + 1) * gates * H * (8 + host_dtype(be.dtype).itemsize), f"{name}({D}, {H})")
     rng = as_rng(rng)
