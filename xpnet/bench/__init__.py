@@ -104,7 +104,7 @@ def _cpu_section(args, result: dict, rate: dict) -> None:
                "floor_epoch_s": w.flops() * w.steps_per_epoch / rate["best"],
                "timings": measure(w, cs, args.repeats, 1 if args.quick else 3, result["errors"])}
         del cs
-        if args.memory:
+        if args.memory and w.kind == "mlp":
             names = ["numpy textbook", "xpnet[numpy]"] + (["torch native", "xpnet[torch]"]
                                                           if "torch" in result["backends"] else [])
             res["memory"] = {name: memory_of(w.name, name, args.quick, args.threads, args.cores)
@@ -124,6 +124,8 @@ def _gpu_section(args, result: dict) -> None:
     if reason is not None:
         result["notes"].append(f"no xpnet[cupy] row: {reason}")
     for w in _workloads(args):
+        if w.kind != "mlp":
+            continue  # the GPU table times the MLP workloads only
         X, T = make_data(w)
         cs = contenders_for(w, X, T, [], makers, result["errors"])
         result["gpu"][w.name] = {"workload": w.title, "timings": measure(
@@ -166,7 +168,8 @@ def _check_writable(p: argparse.ArgumentParser, flag: str, path: str | None) -> 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xpnet bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few-second run: small data, few steps")
-    p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
+    p.add_argument("--workloads", default="W1,W2,W3,W4,W5",
+                   help="comma-separated: W1,W2,W3 (MLPs), W4 (ConvNet), W5 (LSTM language model)")
     p.add_argument("--backends", default=None,
                    help="xpnet backends to time (default: every installed one)")
     p.add_argument("--repeats", type=positive_int, default=None,

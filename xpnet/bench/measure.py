@@ -31,6 +31,12 @@ def contenders_for(w: Workload, X, T, backends, gpu, errors: dict, loops: bool =
     (:mod:`xpnet.bench.loops`). A contender that cannot be built is left out and its
     error kept in ``errors`` under ``"<workload> <contender>"``."""
     out: list[Contender] = []
+    if w.kind != "mlp" and not gpu:  # W4, W5: their own networks and contenders
+        from .convnet import conv_contenders
+        from .lstm import lstm_contenders
+
+        make = conv_contenders if w.kind == "cnn" else lstm_contenders
+        return make(w, X, T, backends, errors, _built)
     if gpu:
         for name, make in gpu.items():
             _built(out, errors, f"{w.name} {name}", lambda make=make: make(w, X, T))
