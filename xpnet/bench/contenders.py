@@ -11,6 +11,14 @@ from .. import backend as B
 from .workloads import LR, init_weights
 
 
+NOT_AVAILABLE = "not available"
+
+
+class Unavailable(RuntimeError):
+    """A contender that this installation cannot build (a module or library it needs is absent):
+    its row reads "not available", with the reason."""
+
+
 class Contender:
     """One way of running the training step. ``step(i)`` trains on batch ``i``."""
 

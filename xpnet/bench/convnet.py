@@ -22,10 +22,10 @@ import importlib.util
 
 import numpy as np
 
-from .contenders import Contender, XPNet, XPNetCompiled
+from .contenders import Contender, Unavailable, XPNet, XPNetCompiled
 from .workloads import CONV_C, CONV_FN, CONV_K, LR, POOL
 
-CONV_MISSING = "xpnet.conv is not available in this installation (no Convolution/Pooling layers)"
+CONV_MISSING = "this installation has no xpnet.conv (Convolution, Pooling)"
 
 
 def init_conv_weights(w, seed: int = 1, std: float = 0.01):
@@ -170,34 +170,24 @@ def conv_module():
 
 
 class XPNetConv(XPNet):
-    """W4 with xpnet's layers: Convolution, ReLU, Pooling (max), Affine, ReLU, Affine."""
+    """W4 with xpnet's layers: Convolution, ReLU, Pooling (max), Flatten, Affine, ReLU, Affine."""
 
     def layers(self, w) -> list:
         conv = conv_module()
         if conv is None:
-            raise RuntimeError(CONV_MISSING)
+            raise Unavailable(CONV_MISSING)
         from ..layers import Affine, ReLU
 
         (Wc, bc), (W1, b1), (W2, b2) = ((self.be.asarray(W), self.be.asarray(b)) for W, b in init_conv_weights(w))
-        return [conv.Convolution(Wc, bc, 1, 0), ReLU(), conv.Pooling(POOL, POOL, POOL, 0, "max"),
-                Affine(W1, b1), ReLU(), Affine(W2, b2)]
+        return [conv.Convolution(Wc, bc, 1, 0), ReLU(), conv.Pooling(POOL, POOL, POOL, 0, "max"), conv.Flatten(),
+                Affine(W1, b1), ReLU(), Affine(W2, b2)]  # the layers of xpnet.simple_cnn
 
 
 class XPNetConvCompiled(XPNetCompiled):
+    """W4 with xpnet's layers through :func:`xpnet.compile_step` (jax: one scanned epoch)."""
+
     eager = XPNetConv
 
 
-def conv_contenders(w, X, T, backends, errors: dict, built) -> list[Contender]:
-    """W4's CPU contenders; those that cannot be built are left out with their reason."""
-    out: list[Contender] = [NumpyConvTextbook(w, X, T)]
-    if importlib.util.find_spec("torch") is not None:
-        built(out, errors, f"{w.name} torch native", lambda: TorchConv(w, X, T))
-    else:
-        errors[f"{w.name} torch native"] = "torch is not installed"
-    for name in backends:
-        if name in ("numpy", "torch"):  # the others are correctness backends; jax's row is compiled
-            built(out, errors, f"{w.name} xpnet[{name}]", lambda name=name: XPNetConv(w, X, T, name))
-    if "jax" in backends:
-        built(out, errors, f"{w.name} xpnet[jax] compiled epoch",
-              lambda: XPNetConvCompiled(w, X, T, "jax", epoch=True))
-    return out
+# W4's contenders: the hand-written baselines, xpnet's eager rows, xpnet's compiled row
+CONTENDERS = (NumpyConvTextbook, TorchConv, XPNetConv, ("xpnet[jax] compiled epoch", XPNetConvCompiled, True))

@@ -24,10 +24,10 @@ import importlib.util
 
 import numpy as np
 
-from .contenders import Contender, XPNet, XPNetCompiled
+from .contenders import Contender, Unavailable, XPNet, XPNetCompiled
 from .workloads import LR
 
-SEQ_MISSING = "xpnet.sequence is not available in this installation (no TimeLSTM/TimeEmbedding layers)"
+SEQ_MISSING = "this installation has no xpnet.sequence (TimeEmbedding, TimeLSTM, TimeAffine)"
 
 
 def init_lstm_weights(w, seed: int = 1):
@@ -188,32 +188,22 @@ class XPNetLSTM(XPNet):
     def layers(self, w) -> list:
         seq = sequence_module()
         if seq is None:
-            raise RuntimeError(SEQ_MISSING)
+            raise Unavailable(SEQ_MISSING)
         E, Wx, Wh, b, Wa, ba = (self.be.asarray(a) for a in init_lstm_weights(w))
         return [seq.TimeEmbedding(E), seq.TimeLSTM(Wx, Wh, b), seq.TimeAffine(Wa, ba)]
 
     def loss(self):
         seq = sequence_module()
         if seq is None:
-            raise RuntimeError(SEQ_MISSING)
+            raise Unavailable(SEQ_MISSING)
         return seq.TimeSoftmaxWithLoss()
 
 
 class XPNetLSTMCompiled(XPNetCompiled):
+    """W5 with xpnet's layers through :func:`xpnet.compile_step` (jax: ``jax.jit`` per step)."""
+
     eager = XPNetLSTM
 
 
-def lstm_contenders(w, X, T, backends, errors: dict, built) -> list[Contender]:
-    """W5's CPU contenders; those that cannot be built are left out with their reason."""
-    out: list[Contender] = [NumpyLSTMTextbook(w, X, T)]
-    if importlib.util.find_spec("torch") is not None:
-        built(out, errors, f"{w.name} torch native", lambda: TorchLSTM(w, X, T))
-    else:
-        errors[f"{w.name} torch native"] = "torch is not installed"
-    for name in backends:
-        if name in ("numpy", "torch"):  # the others are correctness backends; jax's row is compiled
-            built(out, errors, f"{w.name} xpnet[{name}]", lambda name=name: XPNetLSTM(w, X, T, name))
-    if "jax" in backends:
-        built(out, errors, f"{w.name} xpnet[jax] compiled step",
-              lambda: XPNetLSTMCompiled(w, X, T, "jax"))
-    return out
+# W5's contenders: the hand-written baselines, xpnet's eager rows, xpnet's compiled row
+CONTENDERS = (NumpyLSTMTextbook, TorchLSTM, XPNetLSTM, ("xpnet[jax] compiled step", XPNetLSTMCompiled, False))
