@@ -10,7 +10,6 @@ import numpy as np
 from .. import backend as B
 from .workloads import LR, init_weights
 
-
 NOT_AVAILABLE = "not available"
 
 

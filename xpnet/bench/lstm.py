@@ -105,7 +105,7 @@ class NumpyLSTMTextbook(Contender):
         xs, ts = self.X[i * B:(i + 1) * B], self.T[i * B:(i + 1) * B]
         E, Wx, Wh, b, Wa, ba = self.params
         N, T = xs.shape
-        D, V = E.shape[1], Wa.shape[1]
+        D = E.shape[1]
         emb = np.empty((N, T, D), dtype=np.float32)  # TimeEmbedding
         for t in range(T):
             emb[:, t, :] = E[xs[:, t]]
