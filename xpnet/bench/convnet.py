@@ -154,9 +154,10 @@ class TorchConv(Contender):
         self.opt.zero_grad(set_to_none=True)
         h = F.max_pool2d(F.relu(self.conv(x)), POOL, POOL)
         s = self.fc2(F.relu(self.fc1(h.flatten(1))))
-        self.loss = F.cross_entropy(s, t)
-        self.loss.backward()
+        loss = F.cross_entropy(s, t)
+        loss.backward()
         self.opt.step()
+        self.loss = loss.detach()
 
 
 # ------------------------------------------------------------------ xpnet's layers

@@ -168,9 +168,10 @@ class TorchLSTM(Contender):
         self.opt.zero_grad(set_to_none=True)
         hs, _ = self.lstm(self.emb(xs))
         scores = self.fc(hs)
-        self.loss = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), ts.reshape(-1))
-        self.loss.backward()
+        loss = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), ts.reshape(-1))
+        loss.backward()
         self.opt.step()
+        self.loss = loss.detach()
 
 
 def sequence_module():
