@@ -27,7 +27,7 @@ import numpy as np
 from .contenders import Contender, Unavailable, XPNet, XPNetCompiled
 from .workloads import LR
 
-SEQ_MISSING = "this installation has no xpnet.sequence (TimeEmbedding, TimeLSTM, TimeAffine)"
+SEQ_MISSING = "this installation lacks the sequence layers"
 
 
 def init_lstm_weights(w, seed: int = 1):
@@ -174,30 +174,33 @@ class TorchLSTM(Contender):
         self.loss = loss.detach()
 
 
-def sequence_module():
-    """:mod:`xpnet.sequence`, or None where this installation has none."""
-    if importlib.util.find_spec("xpnet.sequence") is None:
-        return None
-    import xpnet.sequence
+SEQUENCE_LAYERS = ("TimeEmbedding", "TimeLSTM", "TimeAffine", "TimeSoftmaxWithLoss")
 
-    return xpnet.sequence
+
+def sequence_layers() -> dict:
+    """xpnet's sequence layers by name (from :mod:`xpnet.sequence`, the LSTM possibly from
+    :mod:`xpnet.recurrent`), or :class:`Unavailable` naming what this installation lacks."""
+    found: dict = {}
+    for mod in ("xpnet.sequence", "xpnet.recurrent"):
+        if importlib.util.find_spec(mod) is not None:
+            m = importlib.import_module(mod)
+            found.update({n: getattr(m, n) for n in SEQUENCE_LAYERS if n not in found and hasattr(m, n)})
+    missing = [n for n in SEQUENCE_LAYERS if n not in found]
+    if missing:
+        raise Unavailable(f"{SEQ_MISSING}: no {', '.join(missing)}")
+    return found
 
 
 class XPNetLSTM(XPNet):
     """W5 with xpnet's layers: TimeEmbedding, TimeLSTM, TimeAffine; TimeSoftmaxWithLoss."""
 
     def layers(self, w) -> list:
-        seq = sequence_module()
-        if seq is None:
-            raise Unavailable(SEQ_MISSING)
+        seq = sequence_layers()
         E, Wx, Wh, b, Wa, ba = (self.be.asarray(a) for a in init_lstm_weights(w))
-        return [seq.TimeEmbedding(E), seq.TimeLSTM(Wx, Wh, b), seq.TimeAffine(Wa, ba)]
+        return [seq["TimeEmbedding"](E), seq["TimeLSTM"](Wx, Wh, b), seq["TimeAffine"](Wa, ba)]
 
     def loss(self):
-        seq = sequence_module()
-        if seq is None:
-            raise Unavailable(SEQ_MISSING)
-        return seq.TimeSoftmaxWithLoss()
+        return sequence_layers()["TimeSoftmaxWithLoss"]()
 
 
 class XPNetLSTMCompiled(XPNetCompiled):
