@@ -1,10 +1,19 @@
 """``xpnet bench``: the training step of xpnet against hand-written NumPy, PyTorch and the floor.
 
-Three workloads, float32, synthetic seeded data, SGD with lr 0.1:
+Five workloads, float32, synthetic seeded data, SGD with lr 0.1:
 
 * **W1** MNIST-shaped: 60,000 x 784 inputs, 10 classes, MLP 784-100-10 (ReLU), batch 100, one epoch;
 * **W2** GEMM-bound: 784-1024-1024-10, batch 1,000 (a sample of the epoch's steps, scaled up);
-* **W3** latency-bound: 64-100-10 on the digits shape (1,797 x 64), batch 32, one epoch.
+* **W3** latency-bound: 64-100-10 on the digits shape (1,797 x 64), batch 32, one epoch;
+* **W4** the first book's SimpleConvNet step on 1x28x28 images (conv 30 x 5x5, ReLU, 2x2 max-pool,
+  4320-100-10), batch 100, timed per 6,000 samples (:mod:`xpnet.bench.convnet`);
+* **W5** the second book's LSTM language model step (vocabulary 10,000, 650-650, batch 20 x 35
+  time steps), timed per 10 steps (:mod:`xpnet.bench.lstm`).
+
+W4 and W5 have their own contenders (numpy textbook in the book's style, torch native, xpnet
+eager on numpy and torch, xpnet[jax] compiled) and floor (convolution and matmul FLOPs); a row
+this installation cannot build (no ``xpnet.conv`` / sequence layers, no torch or jax) reads
+"not available" with the reason.
 
 Contenders, all timed in the same process, interleaved (A B C A B C ...) after a warm-up;
 the table gives the median of the repeats. The process and every thread in it are pinned to

@@ -74,6 +74,16 @@ class NumpyConvTextbook(Contender):
     def step(self, i):
         B = self.B
         x, t = self.X[i * B:(i + 1) * B], self.T[i * B:(i + 1) * B]
+        y, cache = self._forward(x)
+        N = x.shape[0]
+        self.loss = -np.sum(np.log(y[np.arange(N), t] + 1e-7)) / N  # SoftmaxWithLoss
+        dx = y.copy()
+        dx[np.arange(N), t] -= 1
+        grads = self._backward(dx / N, x, *cache)
+        for param, g in zip(self.params, grads, strict=True):
+            param -= LR * g
+
+    def _forward(self, x):
         Wc, bc, W1, b1, W2, b2 = self.params
         N, FN = x.shape[0], Wc.shape[0]
         # Convolution
@@ -96,34 +106,32 @@ class NumpyConvTextbook(Contender):
         mask2 = h <= 0
         h[mask2] = 0
         s = h @ W2 + b2
-        # SoftmaxWithLoss
+        # softmax
         s = s - s.max(axis=1, keepdims=True)
         y = np.exp(s)
         y /= y.sum(axis=1, keepdims=True)
-        self.loss = -np.sum(np.log(y[np.arange(N), t] + 1e-7)) / N
-        dx = y.copy()
-        dx[np.arange(N), t] -= 1
-        dout = dx / N
-        # backward
+        return y, (col, col_W, mask1, r.shape, arg_max, p.shape, a_in, h, mask2)
+
+    def _backward(self, dout, x, col, col_W, mask1, r_shape, arg_max, p_shape, a_in, h, mask2):
+        Wc, _, W1, _, W2, _ = self.params
+        FN = Wc.shape[0]
         dW2, db2 = h.T @ dout, np.sum(dout, axis=0)
         dout = dout @ W2.T
         dout[mask2] = 0
         dW1, db1 = a_in.T @ dout, np.sum(dout, axis=0)
-        dout = (dout @ W1.T).reshape(p.shape)
+        dout = (dout @ W1.T).reshape(p_shape)
         dout = dout.transpose(0, 2, 3, 1)  # Pooling.backward
         dmax = np.zeros((dout.size, POOL * POOL), dtype=dout.dtype)
         dmax[np.arange(arg_max.size), arg_max.flatten()] = dout.flatten()
         dmax = dmax.reshape(dout.shape + (POOL * POOL,))
         dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
-        dout = col2im(dcol, r.shape, POOL, POOL, POOL)
+        dout = col2im(dcol, r_shape, POOL, POOL, POOL)
         dout[mask1] = 0  # Relu.backward
         dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # Convolution.backward
         dbc = np.sum(dout, axis=0)
         dWc = (col.T @ dout).transpose(1, 0).reshape(Wc.shape)
-        dcol = dout @ col_W.T
-        self.dx = col2im(dcol, x.shape, CONV_K, CONV_K)  # the book computes it for the first layer too
-        for param, g in zip(self.params, (dWc, dbc, dW1, db1, dW2, db2), strict=True):
-            param -= LR * g
+        self.dx = col2im(dout @ col_W.T, x.shape, CONV_K, CONV_K)  # the book computes it for the first layer too
+        return dWc, dbc, dW1, db1, dW2, db2
 
 
 class TorchConv(Contender):
