@@ -266,7 +266,8 @@ def _tables(markdown: str, header_start: str) -> list[tuple[list[str], list[list
 def test_speed_table_numbers_are_those_of_ci_bench_cpu():
     """Each row of docs/speed.md's tables is ci/bench-cpu.md's row for the same workload and
     contender (in a table with that column), rounded to the decimals shown."""
-    pages = [_tables((ROOT / name).read_text(), "| workload | contender |") for name in ("docs/speed.md", "ci/bench-cpu.md")]
+    pages = [_tables((ROOT / name).read_text(), "| workload | contender |")
+             for name in ("docs/speed.md", "ci/bench-cpu.md")]
     ci_rows = [(ci_head, r) for ci_head, rows in pages[1] for r in rows if len(r) == len(ci_head)]
     assert sum(len(rows) for _, rows in pages[0]) >= 10
     for head, rows in pages[0]:

@@ -73,7 +73,7 @@ WORKLOADS = {
 def quick_workload(w: Workload) -> Workload:
     """A few-second version: fewer rows and steps, same shapes (W5: smaller vocabulary and width)."""
     if w.kind == "cnn":
-        return Workload(w.name, w.title, w.sizes, w.batch * 2, w.batch, None, w.kind)
+        return Workload(w.name, w.title, w.sizes, w.batch, w.batch, None, w.kind)
     if w.kind == "lstm":
         return Workload(w.name, w.title, (500, 32, 32, 500), w.batch * 3, w.batch, None, w.kind, w.seq)
     n = min(w.n, w.batch * (2 if w.name == "W2" else 20))
