@@ -41,6 +41,10 @@ class LabelError(XPNetError, ValueError):
     """Labels out of range, of the wrong kind, or not matching the batch."""
 
 
+class IndexRangeError(XPNetError, IndexError):
+    """Word or row indices outside the table they index (an embedding's vocabulary)."""
+
+
 class ConfigError(XPNetError, ValueError):
     """A bad hyper-parameter or name (learning rate, optimizer, activation, dataset...)."""
 

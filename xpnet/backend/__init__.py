@@ -50,11 +50,12 @@ from .arrays import (
     is_writeable,
     materialize,
     namespace,
+    scatter_add,
     sub_scaled_,
     to_float,
     to_numpy,
 )
-from .base import Library, SharedBuffer
+from .base import Library, SharedBuffer, scatter_add_sorted
 from .choice import Backend, _cache, get_backend, resolve, set_backend, to_backend, use_backend
 from .cupy_lib import CUPY_INSTALL, nccl_status
 from .cupy_lib import unusable_reason as _cupy_unusable_reason
@@ -79,10 +80,11 @@ __all__ = [
     "BACKENDS", "CUPY_INSTALL", "DEFAULT_BACKEND", "DEFAULT_DTYPE", "DTYPES", "INSTALL_HINT", "LIBRARIES",
     "PINNED_UPLOAD_MAX",
     "Backend", "BackendError", "BackendMismatchError", "BackendNotInstalledError", "BackendUnavailableError",
-    "DTypeError", "Library", "SharedBuffer",
+    "DTypeError", "Library", "SharedBuffer", "scatter_add_sorted",
     "available", "backend_name", "check_float_dtype", "check_same_backend", "constant", "describe", "device",
     "device_context", "device_label", "dtype_error", "dtype_name", "from_host_like", "get_backend", "host_dtype",
     "installed", "is_writeable", "library", "library_of", "materialize", "namespace", "nccl_status", "resolve",
+    "scatter_add",
     "set_backend", "sub_scaled_", "to_backend", "to_float", "to_numpy", "use_backend",
     "_cache", "_constants", "_cupy_unusable_reason", "_parse_device", "_valid_devices",
 ]

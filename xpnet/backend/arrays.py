@@ -145,6 +145,20 @@ def sub_scaled_(p, g, alpha: float, work=None):
     return library_of(p).sub_scaled_(p, g, alpha, work)
 
 
+def scatter_add(shape: tuple, idx, values):
+    """A new array of ``shape`` holding zeros plus ``values[k]`` added at row ``idx[k]`` for
+    every k, REPEATED indices accumulated (the embedding's backward, ``dW``).
+
+    ``idx`` is a 1-D integer array of N valid row indices, ``values`` has shape
+    ``(N, *shape[1:])``; the result has ``values``' dtype and device. Each library uses its own
+    accumulating scatter (``np.add.at``, torch ``index_add_``, jax ``.at[].add``,
+    ``cupyx.scatter_add``); dask and array_api_strict a sorted segment sum of standard calls
+    (:func:`~xpnet.backend.base.scatter_add_sorted`). array-api-extra's ``at(x, idx).add`` does
+    not accumulate repeats on numpy, torch or dask and is not used.
+    """
+    return library_of(values).scatter_add(namespace(values), tuple(shape), idx, values)
+
+
 def materialize(x):
     """Cut lazy backends' graphs after an update (dask: persist) so steps do not pile up."""
     return library_of(x).materialize(x)

@@ -141,6 +141,15 @@ class Cupy(Library):
 
         return sub_scaled_out(cupy, p, g, alpha, work)
 
+    def scatter_add(self, xp, shape, idx, values):
+        import cupy
+        import cupyx
+
+        with values.device:
+            out = cupy.zeros(shape, dtype=values.dtype)
+            cupyx.scatter_add(out, idx, values)  # atomicAdd: repeated indices accumulate
+        return out
+
     def shared_buffer(self, ref, total, comm):
         """The flat buffer on the GPU, summed by NCCL on the current stream (the unique id goes
         over MPI); None without NCCL."""

@@ -58,3 +58,6 @@ class Jax(Library):
         if a.dtype.itemsize == 8 and a.dtype.kind in "fc":  # keep float64: no silent float32
             self.enable_float64()
         return jax.device_put(a, dev)
+
+    def scatter_add(self, xp, shape, idx, values):
+        return xp.zeros_like(values, shape=shape).at[idx].add(values)  # values' device, also traced

@@ -24,6 +24,11 @@ class Numpy(Library):
     def sub_scaled_(self, p, g, alpha, work):
         return sub_scaled_out(np, p, g, alpha, work)
 
+    def scatter_add(self, xp, shape, idx, values):
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, idx, values)
+        return out
+
     def shared_buffer(self, ref, total, comm):
         """The buffer itself goes to MPI."""
         flat = np.empty(total, dtype=ref.dtype)

@@ -96,6 +96,12 @@ class Torch(Library):
                 c = _constants[key] = torch.asarray(value, dtype=like.dtype, device=like.device)
         return c
 
+    def scatter_add(self, xp, shape, idx, values):
+        import torch
+
+        out = torch.zeros(shape, dtype=values.dtype, device=values.device)
+        return out.index_add_(0, idx if idx.dtype in (torch.int32, torch.int64) else idx.long(), values)
+
     def shared_buffer(self, ref, total, comm):
         """On the CPU, MPI gets a zero-copy NumPy view of the flat tensor; elsewhere None."""
         if ref.device.type != "cpu":
