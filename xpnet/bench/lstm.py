@@ -24,6 +24,8 @@ import importlib.util
 
 import numpy as np
 
+from ..backend import to_numpy
+from ..errors import DataError
 from .contenders import Contender, Unavailable, XPNet, XPNetCompiled
 from .workloads import LR
 
@@ -197,7 +199,12 @@ class XPNetLSTM(XPNet):
     def layers(self, w) -> list:
         seq = sequence_layers()
         E, Wx, Wh, b, Wa, ba = (self.be.asarray(a) for a in init_lstm_weights(w))
-        return [seq["TimeEmbedding"](E), seq["TimeLSTM"](Wx, Wh, b), seq["TimeAffine"](Wa, ba)]
+        embed = seq["TimeEmbedding"](E)
+        ids = to_numpy(self.X)
+        if ids.size and (ids.min() < 0 or ids.max() >= w.sizes[0]):
+            raise DataError(f"W5's word ids must lie in [0, {w.sizes[0]}), got {ids.min()}..{ids.max()}")
+        embed.check_indices = False  # checked once above, as the other rows pass check=False (and traceable)
+        return [embed, seq["TimeLSTM"](Wx, Wh, b), seq["TimeAffine"](Wa, ba)]
 
     def loss(self):
         return sequence_layers()["TimeSoftmaxWithLoss"]()
