@@ -1,10 +1,19 @@
 """``xpnet bench``: the training step of xpnet against hand-written NumPy, PyTorch and the floor.
 
-Three workloads, float32, synthetic seeded data, SGD with lr 0.1:
+Five workloads, float32, synthetic seeded data, SGD with lr 0.1:
 
 * **W1** MNIST-shaped: 60,000 x 784 inputs, 10 classes, MLP 784-100-10 (ReLU), batch 100, one epoch;
 * **W2** GEMM-bound: 784-1024-1024-10, batch 1,000 (a sample of the epoch's steps, scaled up);
-* **W3** latency-bound: 64-100-10 on the digits shape (1,797 x 64), batch 32, one epoch.
+* **W3** latency-bound: 64-100-10 on the digits shape (1,797 x 64), batch 32, one epoch;
+* **W4** the first book's SimpleConvNet step on 1x28x28 images (conv 30 x 5x5, ReLU, 2x2 max-pool,
+  4320-100-10), batch 100, timed per 6,000 samples (:mod:`xpnet.bench.convnet`);
+* **W5** the second book's LSTM language model step (vocabulary 10,000, 650-650, batch 20 x 35
+  time steps), timed per 10 steps (:mod:`xpnet.bench.lstm`).
+
+W4 and W5 have their own contenders (numpy textbook in the book's style, torch native, xpnet
+eager on numpy and torch, xpnet[jax] compiled) and floor (convolution and matmul FLOPs); a row
+this installation cannot build (no ``xpnet.conv`` / sequence layers, no torch or jax) reads
+"not available" with the reason.
 
 Contenders, all timed in the same process, interleaved (A B C A B C ...) after a warm-up;
 the table gives the median of the repeats. The process and every thread in it are pinned to
@@ -104,7 +113,7 @@ def _cpu_section(args, result: dict, rate: dict) -> None:
                "floor_epoch_s": w.flops() * w.steps_per_epoch / rate["best"],
                "timings": measure(w, cs, args.repeats, 1 if args.quick else 3, result["errors"])}
         del cs
-        if args.memory:
+        if args.memory and w.kind == "mlp":
             names = ["numpy textbook", "xpnet[numpy]"] + (["torch native", "xpnet[torch]"]
                                                           if "torch" in result["backends"] else [])
             res["memory"] = {name: memory_of(w.name, name, args.quick, args.threads, args.cores)
@@ -124,6 +133,8 @@ def _gpu_section(args, result: dict) -> None:
     if reason is not None:
         result["notes"].append(f"no xpnet[cupy] row: {reason}")
     for w in _workloads(args):
+        if w.kind != "mlp":
+            continue  # the GPU table times the MLP workloads only
         X, T = make_data(w)
         cs = contenders_for(w, X, T, [], makers, result["errors"])
         result["gpu"][w.name] = {"workload": w.title, "timings": measure(
@@ -166,7 +177,8 @@ def _check_writable(p: argparse.ArgumentParser, flag: str, path: str | None) -> 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xpnet bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few-second run: small data, few steps")
-    p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
+    p.add_argument("--workloads", default="W1,W2,W3,W4,W5",
+                   help="comma-separated: W1,W2,W3 (MLPs), W4 (ConvNet), W5 (LSTM language model)")
     p.add_argument("--backends", default=None,
                    help="xpnet backends to time (default: every installed one)")
     p.add_argument("--repeats", type=positive_int, default=None,

@@ -10,6 +10,13 @@ import numpy as np
 from .. import backend as B
 from .workloads import LR, init_weights
 
+NOT_AVAILABLE = "not available"
+
+
+class Unavailable(RuntimeError):
+    """A contender that this installation cannot build (a module or library it needs is absent):
+    its row reads "not available", with the reason."""
+
 
 class Contender:
     """One way of running the training step. ``step(i)`` trains on batch ``i``."""
@@ -186,10 +193,11 @@ class XPNetOpsInlined(Contender):
 
 
 class XPNet(Contender):
-    """xpnet's own training step on one backend: ``model.gradient`` then ``SGD.update``."""
+    """xpnet's own training step on one backend: ``model.gradient`` then ``SGD.update``.
+
+    Subclasses for other networks override :meth:`layers` (and :meth:`loss`)."""
 
     def __init__(self, w, X, T, backend: str, device: str | None = None):
-        from ..layers import Affine
         from ..model import Sequential
         from ..optimizers import SGD
 
@@ -198,15 +206,23 @@ class XPNet(Contender):
         self.name = f"xpnet[{backend}]" if device is None else f"xpnet[{backend} {device}]"
         self.kind = "cuda" if backend == "cupy" or (device or "").startswith("cuda") else "cpu"
         self.X, self.T, self.B = self.be.asarray(X), self.be.asarray(T), w.batch
-        layers = []
-        for k, (W, b) in enumerate(init_weights(w)):
-            layers.append(Affine(self.be.asarray(W), self.be.asarray(b)))
-            if k < len(w.sizes) - 2:
-                from ..layers import ReLU
-
-                layers.append(ReLU())
-        self.model = Sequential(layers)  # labels validated once; each step passes check=False
+        self.model = Sequential(self.layers(w), self.loss())  # labels validated once; steps pass check=False
         self.opt = SGD(lr=LR)
+
+    def layers(self, w) -> list:
+        """The MLP of ``w``: Affine -> ReLU -> ... -> Affine, from the shared initial weights."""
+        from ..layers import Affine, ReLU
+
+        out = []
+        for k, (W, b) in enumerate(init_weights(w)):
+            out.append(Affine(self.be.asarray(W), self.be.asarray(b)))
+            if k < len(w.sizes) - 2:
+                out.append(ReLU())
+        return out
+
+    def loss(self):
+        """The loss layer (None: Softmax-with-Loss)."""
+        return None
 
     def step(self, i):
         B = self.B
@@ -215,7 +231,7 @@ class XPNet(Contender):
         self.opt.update(self.model.params, grads)
 
     def sync(self):
-        _sync_array(self.model.params["W1"])
+        _sync_array(self.model.reference_array)
 
 
 class XPNetCompiled(Contender):
@@ -225,10 +241,12 @@ class XPNetCompiled(Contender):
     compiled call (``lax.scan``) over the batches stacked on the device. Batches are picked by
     a device index, so no step compiles a new slice."""
 
+    eager = XPNet  # the eager contender whose model and optimizer are compiled
+
     def __init__(self, w, X, T, backend: str = "jax", epoch: bool = False, device: str | None = None):
         from ..compile import GraphStep, compile_step
 
-        base = XPNet(w, X, T, backend, device)
+        base = self.eager(w, X, T, backend, device)
         self.be, self.model, self.B = base.be, base.model, w.batch
         self.backend = f"{backend} compiled"  # timed over every step, not sampled as eager jax
         self.lib, self.kind = backend, base.kind
@@ -241,7 +259,7 @@ class XPNetCompiled(Contender):
         self.name = f"{base.name} {how} " + ("epoch" if epoch else "step")
         xp, nb = self.be.xp, w.steps_per_epoch
         self.Xs = xp.reshape(base.X[: nb * self.B, ...], (nb, self.B, *base.X.shape[1:]))
-        self.Ts = xp.reshape(base.T[: nb * self.B, ...], (nb, self.B))
+        self.Ts = xp.reshape(base.T[: nb * self.B, ...], (nb, self.B, *base.T.shape[1:]))
         # the batches split once on the host and uploaded, outside the timing (no device slice
         # per batch, and no 600-output unstack for XLA to compile)
         self.batches = [] if epoch else [
@@ -311,7 +329,7 @@ def _sync_step(last, model) -> None:
     """Wait for the last step's loss (if any) and the model's first weights: the work is done."""
     if last is not None:
         _sync_array(last)
-    _sync_array(model.params["W1"])
+    _sync_array(model.reference_array)
 
 
 def _sync_array(x) -> None:

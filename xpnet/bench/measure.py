@@ -6,7 +6,17 @@ import gc
 import importlib.util
 import statistics
 
-from .contenders import Contender, NumpyBuffers, NumpyTextbook, TorchNative, XPNet, XPNetCompiled, XPNetOpsInlined
+from .contenders import (
+    NOT_AVAILABLE,
+    Contender,
+    NumpyBuffers,
+    NumpyTextbook,
+    TorchNative,
+    Unavailable,
+    XPNet,
+    XPNetCompiled,
+    XPNetOpsInlined,
+)
 from .cores import CpuClock
 from .gpu import CudaTimer
 from .loops import loop_contenders
@@ -21,6 +31,8 @@ LOOP_WORKLOADS = ("W1", "W3")
 def _built(out: list, errors: dict, key: str, make) -> None:
     try:
         out.append(make())
+    except Unavailable as e:
+        errors[key] = f"{NOT_AVAILABLE}: {e}"
     except Exception as e:
         errors[key] = f"{type(e).__name__}: {e}"
 
@@ -31,6 +43,8 @@ def contenders_for(w: Workload, X, T, backends, gpu, errors: dict, loops: bool =
     (:mod:`xpnet.bench.loops`). A contender that cannot be built is left out and its
     error kept in ``errors`` under ``"<workload> <contender>"``."""
     out: list[Contender] = []
+    if w.kind != "mlp" and not gpu:  # W4, W5: their own networks and contenders
+        return network_contenders(w, X, T, backends, errors)
     if gpu:
         for name, make in gpu.items():
             _built(out, errors, f"{w.name} {name}", lambda make=make: make(w, X, T))
@@ -48,6 +62,32 @@ def contenders_for(w: Workload, X, T, backends, gpu, errors: dict, loops: bool =
         out.append(TorchNative(w, X, T))
     if loops:
         out += loop_contenders(w, X, T, backends, errors)
+    return out
+
+
+def network_contenders(w: Workload, X, T, backends, errors: dict) -> list[Contender]:
+    """W4's or W5's CPU contenders (``CONTENDERS`` of :mod:`.convnet` / :mod:`.lstm`): numpy
+    textbook, torch native, xpnet eager on numpy and torch, xpnet[jax] compiled. One that
+    cannot be built is left out with its reason ("not available: ..." where a module or
+    library is absent)."""
+    if w.kind == "cnn":
+        from .convnet import CONTENDERS
+    else:
+        from .lstm import CONTENDERS
+    textbook, torch_cls, xpnet_cls, (compiled_name, compiled_cls, epoch) = CONTENDERS
+    out: list[Contender] = [textbook(w, X, T)]
+    have = {name: importlib.util.find_spec(name) is not None for name in ("torch", "jax")}
+    if have["torch"]:
+        _built(out, errors, f"{w.name} torch native", lambda: torch_cls(w, X, T))
+    else:
+        errors[f"{w.name} torch native"] = f"{NOT_AVAILABLE}: torch is not installed"
+    for name in backends:
+        if name in ("numpy", "torch"):  # the others are correctness backends; jax's row is compiled
+            _built(out, errors, f"{w.name} xpnet[{name}]", lambda name=name: xpnet_cls(w, X, T, name))
+    if "jax" in backends:
+        _built(out, errors, f"{w.name} {compiled_name}", lambda: compiled_cls(w, X, T, "jax", epoch=epoch))
+    elif not have["jax"]:
+        errors[f"{w.name} {compiled_name}"] = f"{NOT_AVAILABLE}: jax is not installed"
     return out
 
 

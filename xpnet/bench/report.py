@@ -16,7 +16,7 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
-def _rows(section: str, wname: str, wres: dict) -> list[str]:
+def _rows(section: str, wname: str, wres: dict, errors: dict | None = None) -> list[str]:
     timings = wres["timings"]
     ref_np = timings.get("numpy textbook", {}).get("epoch_s")
     ref_t = timings.get("torch native CUDA" if section == "gpu" else "torch native", {}).get("epoch_s")
@@ -36,6 +36,9 @@ def _rows(section: str, wname: str, wres: dict) -> list[str]:
             f"| {_fmt(_ratio(e, ref_t), '.2f', 'x')} "
             f"| {_fmt(_ratio(e, floor), '.2f', 'x')} | {mem_s} "
             f"| {t['steps_timed']} / {t['steps_per_epoch']} | {_fmt(t.get('cpu_per_wall'), '.2f')} |")
+    for key, err in (errors or {}).items():  # rows this installation cannot build (the reason: below)
+        if key.startswith(wname + " ") and err.startswith("not available"):
+            lines.append(f"| {wname} | {key[len(wname) + 1:]} | not available | - | - | - | - | - | - |")
     return lines
 
 
@@ -48,7 +51,7 @@ def table(result: dict) -> str:
             continue
         lines += [f"### {section.upper()}", "", HEADER, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for wname, wres in rows.items():
-            lines += _rows(section, wname, wres)
+            lines += _rows(section, wname, wres, result.get("errors") if section == "cpu" else None)
         lines.append("")
     if result.get("errors"):
         lines += ["### Errors (contenders left out)", ""]
@@ -98,6 +101,25 @@ def _w3_targets(t_of, add) -> None:
             "the portable ops that hand-tuned NumPy avoids", f"{100 * ov:.1f}%", None)
 
 
+# W4 (ConvNet) and W5 (LSTM language model): (workload, contender, reference, at most)
+NETWORK_TARGETS = (("W4", "xpnet[numpy]", "numpy textbook", 0.5), ("W4", "xpnet[numpy]", "torch native", 2.5),
+                   ("W4", "xpnet[jax] compiled epoch", "torch native", 1.0),
+                   ("W5", "xpnet[numpy]", "torch native", 1.2), ("W5", "xpnet[jax] compiled step", "torch native", 1.0))
+
+
+def _network_targets(cpu: dict, t_of, add) -> None:
+    """W4's and W5's targets where the workload ran; "n/a" where a row was not available."""
+    for w, a, b, limit in NETWORK_TARGETS:
+        if w not in cpu:
+            continue
+        ta, tb = t_of(w, a), t_of(w, b)
+        text = f"{w}: {a} at most {limit}x {b}"
+        if ta and tb:
+            add(text, f"{ta / tb:.2f}x", ta <= limit * tb)
+        else:
+            add(text, f"not measured (no {a if not ta else b} row)", None)
+
+
 def _cores_target(cpu: dict, threads: int | None, add) -> None:
     ratios = [(w, n, t["cpu_per_wall"]) for w, res in cpu.items() for n, t in res.get("timings", {}).items()
               if t.get("cpu_per_wall") is not None]
@@ -121,6 +143,7 @@ def targets(cpu: dict, gpu: dict | None, threads: int | None = None) -> list[dic
     if x2 and f2:
         add("W2: xpnet[numpy] within 1.5x of the floor", f"{x2 / f2:.2f}x", x2 <= 1.5 * f2)
     _w3_targets(t_of, add)
+    _network_targets(cpu, t_of, add)
     mem = cpu.get("W1", {}).get("memory", {}).get("xpnet[numpy]", {})
     if "peak_above_baseline_mb" in mem:
         add("W1: xpnet[numpy] peak memory at most dataset + 64 MB",
