@@ -9,6 +9,7 @@ import reference as ref
 from conftest import assert_close
 
 import xpnet
+from xpnet import backend as B
 from xpnet import checkpoint as C
 from xpnet.errors import CheckpointError, ConfigError, ShapeError
 
@@ -67,6 +68,27 @@ def test_max_pooling_ties_send_the_gradient_to_the_first_maximum(be, rng):
     assert dx[0, 1, 1, 0] == dout[0, 1, 0, 0] and dx[0, 1, 1, 1] == 0  # the first of the tied ones
     assert dx[0, 0, 0, 0] == dout[0, 0, 0, 0] and dx[0, 0, 0, 1] == 0  # all zeros: the window's first
     assert_close(layer.backward(be.asarray(dout)), dx, be)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pooling_of_tiling_windows_equals_the_general_path(be, rng, mode):
+    """2x2 windows on a 4x6 image tile it (the window-first path); on a 5x7 image the last row and
+    column are left over (the general path): the shared windows give the same values, gradients
+    and arg_max, and the left-over pixels get no gradient."""
+    x = rng.standard_normal((2, 3, 5, 7))
+    x[0, 0, :2, :2] = 1.0  # a window of ties
+    dout = rng.standard_normal((2, 3, 2, 3))
+    tiled, general = xpnet.Pooling(2, 2, mode=mode), xpnet.Pooling(2, 2, mode=mode)
+    out_t = tiled.forward(be.asarray(x[:, :, :4, :6]))
+    out_g = general.forward(be.asarray(x))
+    assert_close(out_t, B.to_numpy(out_g), be)
+    dx_t, dx_g = B.to_numpy(tiled.backward(be.asarray(dout))), B.to_numpy(general.backward(be.asarray(dout)))
+    np.testing.assert_allclose(dx_t, dx_g[:, :, :4, :6], rtol=1e-6, atol=1e-7)
+    assert not dx_g[:, :, 4, :].any() and not dx_g[:, :, :, 6].any()
+    if mode == "max":
+        np.testing.assert_array_equal(B.to_numpy(tiled.arg_max), B.to_numpy(general.arg_max))
+    else:
+        assert tiled.arg_max is None and general.arg_max is None
 
 
 def test_flatten_reshapes_forward_and_back(be, rng):

@@ -223,22 +223,55 @@ class Pooling(Layer):
         if mode not in POOL_MODES:
             raise ConfigError(f"Pooling mode must be one of {', '.join(POOL_MODES)}, got {mode!r}")
         self.mode = mode
-        self.x_shape = self.arg_max = None
+        self.x_shape = None
+        self._arg_max = self._mask = None
 
     @property
     def strides(self) -> tuple:
         """(vertical, horizontal) step between windows."""
         return (self.pool_h, self.pool_w) if self.stride is None else (self.stride, self.stride)
 
+    def _tiles(self, shape: tuple) -> bool:
+        """Whether the windows tile an image of ``shape`` exactly (stride = window, no padding, sizes
+        divide): then no window overlaps another and backward needs no sum of windows."""
+        return (self.strides == (self.pool_h, self.pool_w) and self.pad == 0
+                and shape[2] % self.pool_h == 0 and shape[3] % self.pool_w == 0)
+
+    @property
+    def arg_max(self):
+        """Each window's first maximum, (N, C, OH, OW), as the book keeps it (None before forward or for avg)."""
+        if self._mask is not None:
+            return namespace(self._mask).argmax(self._mask, axis=0)
+        return self._arg_max
+
+    @arg_max.setter
+    def arg_max(self, value):
+        self._arg_max, self._mask = value, None
+
     def forward(self, x, train: bool = True):
         _check_image(x, "Pooling")
         xp = namespace(x)
-        p, _, _ = _patches(x, self.pool_h, self.pool_w, *self.strides, self.pad)  # (N, C, window, OH, OW)
         self.x_shape = tuple(x.shape)
+        self.arg_max = None
+        if self._tiles(x.shape):  # window positions first: one copy, reductions over the outermost axis
+            n, c, h, w = x.shape
+            ph, pw = self.pool_h, self.pool_w
+            p = xp.reshape(xp.permute_dims(xp.reshape(x, (n, c, h // ph, ph, w // pw, pw)), (3, 5, 0, 1, 2, 4)),
+                           (ph * pw, n, c, h // ph, w // pw))
+            if self.mode == "avg":
+                return xp.mean(p, axis=0)
+            m = xp.max(p, axis=0)
+            firsts, taken = [], xp.zeros(m.shape, dtype=xp.bool, device=device(x))
+            for j in range(ph * pw):  # the first maximum of each window, as argmax picks it
+                e = (p[j, ...] == m) & ~taken
+                firsts.append(e)
+                taken = taken | e
+            self._mask = xp.astype(xp.stack(firsts), x.dtype)
+            return m
+        p, _, _ = _patches(x, self.pool_h, self.pool_w, *self.strides, self.pad)  # (N, C, window, OH, OW)
         if self.mode == "max":
             self.arg_max = xp.argmax(p, axis=2)
             return xp.max(p, axis=2)
-        self.arg_max = None
         return xp.mean(p, axis=2)
 
     def backward(self, dout):
@@ -246,10 +279,19 @@ class Pooling(Layer):
         self._cached(self.x_shape)
         n, c, oh, ow = dout.shape
         size = self.pool_h * self.pool_w
+        if self._tiles(self.x_shape):  # the forward's window-first layout, undone
+            dp = xp.expand_dims(dout, axis=0)
+            if self.mode == "max":
+                dp = dp * self._cached(self._mask)
+            else:
+                dp = dp * xp.ones((size, 1, 1, 1, 1), dtype=dout.dtype, device=device(dout)) / size
+            dp = xp.permute_dims(xp.reshape(dp, (self.pool_h, self.pool_w, n, c, oh, ow)), (2, 3, 4, 0, 5, 1))
+            return xp.reshape(dp, self.x_shape)
         d = xp.expand_dims(dout, axis=2)
         if self.mode == "max":
-            window = xp.reshape(xp.arange(size, dtype=self.arg_max.dtype, device=device(dout)), (1, 1, size, 1, 1))
-            dp = d * xp.astype(window == xp.expand_dims(self._cached(self.arg_max), axis=2), dout.dtype)
+            arg_max = self._cached(self._arg_max)
+            window = xp.reshape(xp.arange(size, dtype=arg_max.dtype, device=device(dout)), (1, 1, size, 1, 1))
+            dp = d * xp.astype(window == xp.expand_dims(arg_max, axis=2), dout.dtype)
         else:
             dp = d * xp.ones((1, 1, size, 1, 1), dtype=dout.dtype, device=device(dout)) / size
         dp = xp.reshape(dp, (n, c, self.pool_h, self.pool_w, oh, ow))
