@@ -120,3 +120,70 @@ def embedding_backward(W_shape, idx, dout):
     for k, i in enumerate(idx):
         dW[i] += d[k]
     return dW
+
+
+# ---------------------------------------------------------------------- convolution (book 1, chapter 7)
+def im2col(x, fh, fw, stride=1, pad=0, sw=None):
+    """The textbook's loop: one (FH, FW) slice of the padded image per filter position."""
+    sw = stride if sw is None else sw
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // sw + 1
+    img = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((n, c, fh, fw, oh, ow))
+    for y in range(fh):
+        for z in range(fw):
+            col[:, :, y, z, :, :] = img[:, :, y:y + stride * oh:stride, z:z + sw * ow:sw]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, -1)
+
+
+def col2im(col, x_shape, fh, fw, stride=1, pad=0, sw=None):
+    """The textbook's loop back: overlapping windows add up in the padded image."""
+    sw = stride if sw is None else sw
+    n, c, h, w = x_shape
+    oh, ow = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // sw + 1
+    col = col.reshape(n, oh, ow, c, fh, fw).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((n, c, h + 2 * pad + stride - 1, w + 2 * pad + sw - 1))
+    for y in range(fh):
+        for z in range(fw):
+            img[:, :, y:y + stride * oh:stride, z:z + sw * ow:sw] += col[:, :, y, z, :, :]
+    return img[:, :, pad:h + pad, pad:w + pad]
+
+
+def conv_forward(x, W, b, stride=1, pad=0):
+    fn, _, fh, fw = W.shape
+    n, _, h, w = x.shape
+    oh, ow = (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1
+    out = im2col(x, fh, fw, stride, pad) @ W.reshape(fn, -1).T + b
+    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def conv_backward(x, W, dout, stride=1, pad=0):
+    """``(dx, dW, db)`` of the textbook's Convolution."""
+    fn, c, fh, fw = W.shape
+    d = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
+    col = im2col(x, fh, fw, stride, pad)
+    dW = (col.T @ d).T.reshape(fn, c, fh, fw)
+    dx = col2im(d @ W.reshape(fn, -1), x.shape, fh, fw, stride, pad)
+    return dx, dW, d.sum(axis=0)
+
+
+def pool_forward(x, ph, pw, sh, sw, pad=0, mode="max"):
+    """Max (first maximum) or mean of each window; ``arg_max`` for the backward."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * pad - ph) // sh + 1, (w + 2 * pad - pw) // sw + 1
+    col = im2col(x, ph, pw, sh, pad, sw).reshape(-1, ph * pw)
+    out = col.max(axis=1) if mode == "max" else col.mean(axis=1)
+    return out.reshape(n, oh, ow, c).transpose(0, 3, 1, 2), np.argmax(col, axis=1)
+
+
+def pool_backward(x, dout, ph, pw, sh, sw, pad=0, mode="max"):
+    """The textbook's ``dmax[arange, arg_max] = dout`` (avg: ``dout / size`` everywhere), then col2im."""
+    _, arg_max = pool_forward(x, ph, pw, sh, sw, pad, mode)
+    d = dout.transpose(0, 2, 3, 1).reshape(-1)
+    size = ph * pw
+    if mode == "max":
+        dcol = np.zeros((d.size, size))
+        dcol[np.arange(d.size), arg_max] = d
+    else:
+        dcol = np.repeat(d[:, None] / size, size, axis=1)
+    return col2im(dcol.reshape(-1, x.shape[1] * size), x.shape, ph, pw, sh, pad, sw)

@@ -15,7 +15,9 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .cnn import deep_cnn, simple_cnn
 from .compile import compile_step
+from .conv import Convolution, Flatten, Pooling, col2im, im2col
 from .errors import (
     BackendError,
     BackendMismatchError,
@@ -72,8 +74,8 @@ __all__ = [
     "accuracy", "check_binary_labels", "check_labels", "cross_entropy", "log_softmax", "logsumexp", "one_hot", "relu",
     "sigmoid", "softmax",
     "Affine", "BatchNormalization", "Dropout", "MatMul", "ReLU", "Repeat", "Sigmoid", "Softmax",
-    "Sum", "Tanh",
+    "Sum", "Tanh", "Convolution", "Pooling", "Flatten", "im2col", "col2im",
     "MeanSquaredError", "SigmoidWithLoss", "SoftmaxWithLoss",
-    "Sequential", "mlp", "compile_step",
+    "Sequential", "mlp", "simple_cnn", "deep_cnn", "compile_step",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop", "get_optimizer",
 ]

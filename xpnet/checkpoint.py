@@ -94,6 +94,8 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
         "optimizer": None,
         "meta": meta or {},
     }
+    if getattr(model, "input_shape", None) is not None:  # a model of images: (C, H, W)
+        desc["input_shape"] = list(model.input_shape)
     if optimizer is not None:
         slots = [s for s in optimizer.slots]
         desc["optimizer"] = {
@@ -281,7 +283,8 @@ _DESCRIPTION = S.fields(
         "state": S.list_of(S.TEXT, "a list of state names"),
         "optimizer": S.optional(_optimizer),
         "meta": S.kind((dict,), "a JSON object"),
-    }
+    },
+    {"input_shape": S.list_of(S.integer(1), "one sample's shape: a non-empty list of integers >= 1", min_len=1)},
 )
 
 
@@ -289,13 +292,14 @@ def _check_arrays(desc: dict, arrays: dict) -> None:
     """The layers fit together, and the arrays are exactly those described, in shape and dtype."""
     layers = desc["layers"]
     want: dict[str, list] = {}  # array name -> shape
-    width = None  # features flowing out of the previous layer, once known
+    shape = desc.get("input_shape")  # what flows out of the previous layer, once known: a feature count,
+    width = None if shape is None else (tuple(shape) if len(shape) > 1 else shape[0])  # or images (C, H, W)
     param_keys, state_keys = _keys(layers)
     for i, entry in enumerate(layers):
         p = entry["params"]
         for name, key in param_keys[i].items():
             want[f"param/{key}"] = p[name]
-        width, state = LAYER_TYPES[entry["type"]].check_shapes(p, width, i)
+        width, state = LAYER_TYPES[entry["type"]].check_shapes(p, width, i, entry["config"])
         for name, key in state_keys[i].items():
             want[f"state/{key}"] = state[name]
     for field, prefix in (("params", "param/"), ("state", "state/")):
@@ -370,7 +374,7 @@ def load(path, backend: Backend | str | None = None, device: str | None = None, 
         p = {name: put(arrays[f"param/{key}"]) for name, key in pk.items()}
         s = {name: put(arrays[f"state/{key}"]) for name, key in sk.items()}
         layers.append(_build_layer(entry, p, s))
-    model = Sequential(layers, _LOSSES[desc["loss"]]())
+    model = Sequential(layers, _LOSSES[desc["loss"]](), input_shape=desc.get("input_shape"))
     optimizer = None
     if desc["optimizer"] is not None:
         o = desc["optimizer"]

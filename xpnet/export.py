@@ -11,7 +11,8 @@ takes, and ends with scores, or with probabilities
 (Softmax, or Sigmoid for a one-output binary classifier) when asked. Layers: Affine (N-D input
 flattened, as the layer does), MatMul, ReLU, Sigmoid, Tanh, Softmax, BatchNormalization in
 evaluation form (running statistics; the layer's eps added to the running variance), Dropout in evaluation form
-(``x * (1 - ratio)``). Repeat and Sum change the batch axis and have no export: an error says so.
+(``x * (1 - ratio)``), Convolution (Conv), Pooling (MaxPool or AveragePool, after a Pad node of
+zeros when the layer pads), Flatten. Repeat and Sum change the batch axis and have no export: an error says so.
 The graph's float type is the model's unless ``dtype`` is given; float64 weights exported as
 float32 are rounded to the nearest float32 (a documented conversion: scores then agree with
 xpnet's to float32 precision), and a weight beyond float32's range is refused.
@@ -87,6 +88,12 @@ class _Graph:
         self.inits.append(self.onnx.numpy_helper.from_array(cast, name))
         return name
 
+    def int_const(self, values, what: str) -> str:
+        """An int64 initializer (shapes, pads)."""
+        name = self.name(what.split(" ")[0])
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+        return name
+
     def node(self, op: str, inputs: list, **attrs) -> str:
         out = self.name(op)
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], **attrs))
@@ -104,8 +111,19 @@ _PROBABILITIES = {"SoftmaxWithLoss": ("Softmax", {"axis": -1}), "SigmoidWithLoss
 
 
 def _input_shape(model, given) -> list[int]:
-    """One sample's shape: ``given``, checked against the first layer with weights, or that layer's size."""
+    """One sample's shape: ``given``, checked against the model's input shape or the first layer with
+    weights, or that shape or size."""
+    fixed = getattr(model, "input_shape", None)
+    if fixed is not None:
+        if given is not None and tuple(int(s) for s in given) != fixed:
+            raise ExportError(f"input_shape {tuple(given)} differs from the model's input shape {fixed}; "
+                              f"leave it out or pass {fixed}")
+        return list(fixed)
     first = model.first_param_layer
+    image = first is not None and next(iter(first.params.values())).ndim == 4
+    if image and given is None:
+        raise ExportError(f"the model starts with a {type(first).__name__} and does not say its input's "
+                          f"shape; pass input_shape=(channels, height, width)")
     if first is None:
         if given is None:
             raise ExportError("the model has no layer with weights, so its input size is unknown; "
@@ -115,6 +133,8 @@ def _input_shape(model, given) -> list[int]:
     if given is None:
         return [size]
     shape = [int(s) for s in given]
+    if image:
+        return shape  # images: the graph's shape check (ONNX) is the convolution's own
     got = shape[-1] if isinstance(first, L.MatMul) else int(np.prod(shape))
     if got != size:
         raise ExportError(f"input_shape {tuple(shape)} gives {got} features to {type(first).__name__}, which "

@@ -8,6 +8,7 @@ use on every backend.
 
 from __future__ import annotations
 
+import math
 from collections.abc import MutableMapping
 
 import numpy as np
@@ -113,9 +114,13 @@ class Sequential:
     every parameter shares one library, device and float dtype. A Sequential with no
     layers is a loss on its own (``loss``, ``gradient_check`` take the scores as ``x``);
     ``predict`` and training need layers.
+
+    ``input_shape`` is one sample's shape when the model takes images, e.g. ``(1, 28, 28)``
+    for a convolutional network (None for flat features): the input checks hold batches to it,
+    :meth:`reshape_input` turns flat features into it, and checkpoints record it.
     """
 
-    def __init__(self, layers, loss=None):
+    def __init__(self, layers, loss=None, input_shape=None):
         if _is_layer(layers) or isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
             raise ConfigError(f"Sequential takes a list of layers, got {type(layers).__name__}; "
                               f"e.g. Sequential([Affine(W1, b1), ReLU(), Affine(W2, b2)])")
@@ -124,6 +129,7 @@ class Sequential:
             raise ConfigError(f"loss must be a loss layer (e.g. xpnet.SoftmaxWithLoss()), got {loss!r}")
         self.layers = list(layers)
         self.loss_layer = loss if loss is not None else SoftmaxWithLoss()
+        self.input_shape = _shape_arg(input_shape)
         self._views = None
         self._layer_views()
 
@@ -169,14 +175,29 @@ class Sequential:
         return next((layer for layer in self.layers if layer.params), None)
 
     def weight_matrices(self) -> list:
-        """The ``W`` of every layer that has one (Affine, MatMul), in layer order."""
-        return [layer.params["W"] for layer in self.layers if "W" in layer.params]
+        """The 2-D ``W`` of every layer that has one (Affine, MatMul), in layer order."""
+        return [layer.params["W"] for layer in self.layers if "W" in layer.params and layer.params["W"].ndim == 2]
 
     @property
     def in_features(self) -> int | None:
-        """Features per sample: the rows of the first weight matrix (None without one)."""
-        weights = self.weight_matrices()
-        return int(weights[0].shape[0]) if weights else None
+        """Features per sample: the size of ``input_shape``, else the rows of the first layer's weight
+        matrix (None when neither says)."""
+        if self.input_shape is not None:
+            return math.prod(self.input_shape)
+        w = next((layer.params["W"] for layer in self.layers if "W" in layer.params), None)
+        return int(w.shape[0]) if w is not None and w.ndim == 2 else None
+
+    def reshape_input(self, x):
+        """``x`` of shape (N, features) or (N, *input_shape) as (N, *input_shape), for a model that takes
+        images (a host or device array); other models get ``x`` back. Any other shape: ShapeError."""
+        shape = self.input_shape
+        if shape is None or (x.ndim >= 2 and tuple(x.shape[1:]) == shape):
+            return x
+        if x.ndim == 2 and x.shape[1] == math.prod(shape):
+            return namespace(x).reshape(x, (x.shape[0], *shape))
+        raise ShapeError(f"this model takes images of shape {shape} (one sample): expected a batch of shape "
+                         f"(N, {', '.join(map(str, shape))}) or flat features (N, {math.prod(shape)}), got shape "
+                         f"{tuple(x.shape)}")
 
     @property
     def out_features(self) -> int | None:
@@ -210,6 +231,11 @@ class Sequential:
         if x.ndim < 2 or x.shape[0] == 0:
             raise ShapeError(f"{where}: expected a non-empty batch of shape (N, features...), "
                              f"got shape {tuple(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            shape = self.input_shape
+            raise ShapeError(f"{where}: this model takes images of shape (N, {', '.join(map(str, shape))}), got "
+                             f"shape {tuple(x.shape)}; flat features (N, {math.prod(shape)}) are reshaped by "
+                             f"model.reshape_input(x)")
         narrowing = host_dtype(x.dtype).itemsize > host_dtype(want).itemsize
         limit = float(xp.finfo(want).max)
         ok = xp.all(xp.abs(x) <= limit) if narrowing else xp.all(xp.isfinite(x))  # False for NaN
@@ -354,6 +380,18 @@ class Sequential:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner},\n  loss={type(self.loss_layer).__name__})"
 
+
+
+def _shape_arg(shape) -> tuple | None:
+    """None, or one sample's shape as a tuple of ints >= 1."""
+    if shape is None:
+        return None
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise ConfigError(f"input_shape must be a tuple of sizes, e.g. (1, 28, 28), got {shape!r}")
+    shape = tuple(size_arg("input_shape entry", s) for s in shape)
+    if not shape:
+        raise ConfigError("input_shape must name at least one size, e.g. (1, 28, 28)")
+    return shape
 
 
 # ---------------------------------------------------------------------- builders

@@ -11,23 +11,25 @@ An entry (:class:`LayerType`) holds the layer's class and
 - its **activation name**, when ``mlp(activation=...)`` may choose it.
 
 ``xpnet.checkpoint``, ``xpnet.export``, ``Sequential.params`` and ``mlp`` read these entries, so a
-new layer type (a convolution, an LSTM) is its class plus one entry::
+new layer type is its class plus one entry, as the convolution's::
 
     register(LayerType(
-        Conv2D, params=("W", "b"), config={"stride": S.integer(1), "pad": S.integer(0)},
-        build=lambda config, p, s, rng: Conv2D(p["W"], p["b"], config["stride"], config["pad"]),
-        shapes=_conv_shapes,  # (param shapes, input width, layer index) -> (output width, state shapes)
+        Convolution, params=("W", "b"), config={"stride": S.integer(1), "pad": S.integer(0)},
+        build=lambda config, p, s, rng: Convolution(p["W"], p["b"], config["stride"], config["pad"]),
+        shapes=_conv_shapes,  # (param shapes, input width, layer index, config) -> (output width, state shapes)
         onnx=_conv_onnx,      # (graph, layer, input name, layer index) -> output name
     ))
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import conv as K
 from . import layers as L
 from . import schema as S
 from .backend import to_numpy
@@ -42,7 +44,7 @@ class LayerType:
     state: tuple = ()  # saved arrays that are not trained, numbered the same way
     config: dict = field(default_factory=dict)  # config field -> check (xpnet.schema)
     build: Callable | None = None  # (config, params, state, rng) -> layer; default cls()
-    shapes: Callable | None = None  # (param shapes, width in, index) -> (width out, state shapes)
+    shapes: Callable | None = None  # (param shapes, width in, index, config) -> (width out, state shapes)
     onnx: Callable | None = None  # (graph, layer, input name, index) -> output name
     activation: str | None = None  # its name for mlp(activation=...)
 
@@ -54,10 +56,11 @@ class LayerType:
         """The layer from a checkpoint's config, arrays and random generator (checked already)."""
         return self.cls() if self.build is None else self.build(config, params, state, rng)
 
-    def check_shapes(self, params: dict, width, i: int) -> tuple:
-        """``(width out, {state name: shape})`` from the described parameter shapes, or
-        :class:`~xpnet.schema.Invalid`; ``width`` is what the layer before gives (None: unknown)."""
-        return (width, {}) if self.shapes is None else self.shapes(params, width, i)
+    def check_shapes(self, params: dict, width, i: int, config: dict | None = None) -> tuple:
+        """``(width out, {state name: shape})`` from the described parameter shapes and config, or
+        :class:`~xpnet.schema.Invalid`; ``width`` is what the layer before gives: a feature count,
+        a tuple ``(C, H, W)`` for images, or None (unknown)."""
+        return (width, {}) if self.shapes is None else self.shapes(params, width, i, config or {})
 
 
 def numbered(names_per_layer) -> list[dict]:
@@ -75,18 +78,65 @@ def numbered(names_per_layer) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- shape rules
-def _matrix_shapes(p: dict, width, i: int) -> tuple:
+def features(width):
+    """A width as a feature count: images (C, H, W) flattened to C*H*W; None stays None."""
+    return math.prod(width) if isinstance(width, tuple) else width
+
+
+def _matrix_shapes(p: dict, width, i: int, config: dict) -> tuple:
     if len(p["W"]) != 2 or ("b" in p and p["b"] != p["W"][1:]):
         S.fail(f"layers[{i}].params", "W of shape [in, out] (and b of shape [out])", p)
+    width = features(width)
     if width is not None and p["W"][0] != width:
         raise S.Invalid(f"layers[{i}] takes {p['W'][0]} features but the layer before gives {width}")
     return p["W"][1], {}
 
 
-def _feature_shapes(p: dict, width, i: int) -> tuple:
+def _feature_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    width = features(width)
     if len(p["gamma"]) != 1 or p["beta"] != p["gamma"] or width not in (None, p["gamma"][0]):
         S.fail(f"layers[{i}].params", f"gamma and beta of shape [{width or 'features'}]", p)
     return p["gamma"][0], {"running_mean": p["gamma"], "running_var": p["gamma"]}
+
+
+def _image(width, i: int, what: str):
+    if width is not None and not isinstance(width, tuple):
+        raise S.Invalid(f"layers[{i}] ({what}) takes images (C, H, W), but the layer before gives {width} "
+                        f"flat features")
+    return width
+
+
+def _window_out(width: tuple, fh: int, fw: int, sh: int, sw: int, pad: int, i: int, what: str) -> tuple:
+    c, h, w = width
+    if fh > h + 2 * pad or fw > w + 2 * pad:
+        raise S.Invalid(f"layers[{i}] ({what}) has a {fh}x{fw} window, larger than its {h}x{w} input padded "
+                        f"by {pad}")
+    return c, (h + 2 * pad - fh) // sh + 1, (w + 2 * pad - fw) // sw + 1
+
+
+def _conv_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    if len(p["W"]) != 4 or p["b"] != p["W"][:1] or min(p["W"]) < 1:
+        S.fail(f"layers[{i}].params", "W of shape [filters, channels, height, width] (all >= 1) and b of "
+               "shape [filters]", p)
+    fn, c, fh, fw = p["W"]
+    if _image(width, i, "Convolution") is None:
+        return None, {}
+    if width[0] != c:
+        raise S.Invalid(f"layers[{i}] (Convolution) takes {c} channel(s) but the layer before gives {width[0]}")
+    s = config.get("stride", 1)
+    return (fn, *_window_out(width, fh, fw, s, s, config.get("pad", 0), i, "Convolution")[1:]), {}
+
+
+def _pool_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    if _image(width, i, "Pooling") is None:
+        return None, {}
+    fh, fw = config["pool_h"], config["pool_w"]
+    sh, sw = (fh, fw) if config["stride"] is None else (config["stride"],) * 2
+    return _window_out(width, fh, fw, sh, sw, config["pad"], i, "Pooling"), {}
+
+
+def _flatten_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    return features(width), {}
 
 
 # ---------------------------------------------------------------------- ONNX forms
@@ -118,6 +168,24 @@ def _batchnorm_onnx(g, layer, x: str, i: int) -> str:
 
 def _dropout_onnx(g, layer, x: str, i: int) -> str:
     return g.node("Mul", [x, g.const(np.asarray(1.0 - layer.ratio), f"keep of layer {i} (Dropout)")])
+
+
+def _conv_onnx(g, layer, x: str, i: int) -> str:
+    fh, fw = (int(n) for n in layer.params["W"].shape[2:])
+    p, s = layer.pad, layer.stride
+    w, b = (g.const(layer.params[k], f"{k} of layer {i} (Convolution)") for k in ("W", "b"))
+    return g.node("Conv", [x, w, b], kernel_shape=[fh, fw], strides=[s, s], pads=[p, p, p, p])
+
+
+def _pool_onnx(g, layer, x: str, i: int) -> str:
+    """MaxPool or AveragePool; padding is a Pad node of zeros first, as the layer pads (ONNX's own
+    pads would leave max-pooling's padding out and, for the mean, count it or not by an option)."""
+    p = layer.pad
+    if p:
+        pads = g.int_const([0, 0, p, p, 0, 0, p, p], f"pads of layer {i} (Pooling)")
+        x = g.node("Pad", [x, pads], mode="constant")
+    op = "MaxPool" if layer.mode == "max" else "AveragePool"
+    return g.node(op, [x], kernel_shape=[layer.pool_h, layer.pool_w], strides=list(layer.strides))
 
 
 def _elementwise(op: str, **attrs):
@@ -161,6 +229,14 @@ for _entry in (
               build=lambda c, p, s, rng: L.BatchNormalization(p["gamma"], p["beta"], c["momentum"],
                                                                s["running_mean"], s["running_var"], c["eps"]),
               shapes=_feature_shapes, onnx=_batchnorm_onnx),
+    LayerType(K.Convolution, params=("W", "b"), config={"stride": S.integer(1), "pad": S.integer(0)},
+              build=lambda c, p, s, rng: K.Convolution(p["W"], p["b"], c["stride"], c["pad"]),
+              shapes=_conv_shapes, onnx=_conv_onnx),
+    LayerType(K.Pooling, config={"pool_h": S.integer(1), "pool_w": S.integer(1), "stride": S.optional(S.integer(1)),
+                                 "pad": S.integer(0), "mode": S.one_of(K.POOL_MODES)},
+              build=lambda c, p, s, rng: K.Pooling(c["pool_h"], c["pool_w"], c["stride"], c["pad"], c["mode"]),
+              shapes=_pool_shapes, onnx=_pool_onnx),
+    LayerType(K.Flatten, shapes=_flatten_shapes, onnx=lambda g, layer, x, i: g.flatten(x)),
 ):
     register(_entry)
 del _entry

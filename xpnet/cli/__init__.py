@@ -34,7 +34,7 @@ from .output import (  # noqa: F401 (the exit statuses are part of this module's
 )
 from .parser import build_parser
 from .predict import PREDICT_TEST_SAMPLES, cmd_predict  # noqa: F401 (PREDICT_TEST_SAMPLES: API)
-from .train import cmd_train
+from .train import cmd_train, usage_problem
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED",
            "EXIT_TERMINATED", "EXIT_HANGUP", "EXIT_CLOSED_PIPE", "PREDICT_TEST_SAMPLES"]
@@ -111,6 +111,14 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.command is None:
         parser.print_help()
+        return EXIT_USAGE
+    problem = usage_problem(args) if args.command == "train" else None
+    if problem:
+        from ..parallel import abort_launched
+
+        print(f"usage: xpnet train [options] (see xpnet train --help)\nxpnet train: error: {problem}",
+              file=sys.stderr)
+        abort_launched(EXIT_USAGE)
         return EXIT_USAGE
     return _run(args)
 

@@ -19,7 +19,7 @@ def cmd_eval(args) -> int:
     model, meta = load_for_use(args)
     data = dataset_for(args, meta, args.dataset)
     ref = model.reference_array
-    x = from_host_like(data.x_test.astype(host_dtype(ref.dtype)), ref)
+    x = from_host_like(model.reshape_input(data.x_test).astype(host_dtype(ref.dtype)), ref)
     t = from_host_like(data.t_test.astype("int64"), ref)
     with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
         loss, acc = (float(to_numpy(v)) for v in evaluate(model, x, t))

@@ -35,8 +35,9 @@ def _add_backend_options(p: argparse.ArgumentParser, dtype_default: str = "$XPNE
 def _add_train(sub) -> None:
     t = sub.add_parser(
         "train",
-        help="train an MLP (default: digits on the CPU)",
-        description="Train an MLP and write checkpoint.npz, history.json/.csv and curves.png into --out.",
+        help="train an MLP or a convolutional network (default: an MLP on digits on the CPU)",
+        description="Train an MLP (or with --model a convolutional network) and write checkpoint.npz, "
+        "history.json/.csv and curves.png into --out.",
     )
     _add_model_options(t)
     _add_run_options(t)
@@ -48,18 +49,25 @@ def _add_model_options(t: argparse.ArgumentParser) -> None:
     from ..datasets import NAMES, SCALES
     from ..optimizers import OPTIMIZERS
     from ..registry import ACTIVATIONS
+    from ..train import CNN_DEFAULTS as CNN
     from ..train import DEFAULTS as d
+    from ..train import MODELS
 
     t.add_argument("--dataset", choices=NAMES, default=None, help=f"default: {d['dataset']}")
+    t.add_argument("--model", choices=MODELS, default=None,
+                   help="mlp, or a convolutional network of the book on the dataset's images: simple-cnn "
+                   "(chapter 7), deep-cnn (chapter 8); digits, mnist, fashion-mnist only (default: mlp)")
     t.add_argument("--hidden", type=hidden_sizes, default=None,
-                   help="hidden layer sizes, e.g. 256 or 128,64 (default: 256)")
-    t.add_argument("--activation", choices=list(ACTIVATIONS), default=None, help=f"default: {d['activation']}")
+                   help="mlp: hidden layer sizes, e.g. 256 or 128,64 (default: 256)")
+    t.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
+                   help=f"mlp: default {d['activation']}")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help=f"default: {d['optimizer']}")
     t.add_argument("--lr", type=positive_float, default=None,
                    help=f"learning rate (default: {d['lr']} for adam, 0.1 otherwise)")
     t.add_argument("--weight-decay", type=non_negative_float, default=None, help="L2 weight decay (default: 0)")
-    t.add_argument("--epochs", type=positive_int, default=d["epochs"],
-                   help="total epochs, counting those before --resume (default: %(default)s)")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"total epochs, counting those before --resume (default: {d['epochs']}; "
+                   f"{CNN['epochs']} for the convolutional networks)")
     t.add_argument("--batch-size", type=positive_int, default=None,
                    help=f"the global batch: split over the ranks under mpiexec (default: {d['batch_size']})")
     t.add_argument("--seed", type=seed, default=None,
@@ -121,7 +129,8 @@ def _add_predict(sub) -> None:
         default=None,
         help="features in the dataset's original units: a .npy array of shape (N, F) (or (N, ...), "
         "flattened per sample; a 1-D array is one sample), or a CSV file of numbers with one sample "
-        "a row and no header; default: test samples of the checkpoint's dataset",
+        "a row and no header; for a convolutional network (N, C, H, W) images or (N, C*H*W) rows; "
+        "default: test samples of the checkpoint's dataset",
     )
     p.add_argument(
         "--limit",

@@ -77,13 +77,22 @@ def _note_if_scaled_already(path: str, scaler, raw) -> None:
         )
 
 
-def _scaled_input(args, meta, dtype):
-    """The INPUT file's features, checked against the model's width, scaled as in training."""
+def _scaled_input(args, meta, dtype, image=None):
+    """The INPUT file's features, checked against the model's width (and for a model of images of shape
+    ``image``, against (N, *image) or (N, C*H*W)), scaled as in training."""
     import numpy as np
 
     raw = _read_features(args.input)
     features = meta["features"]
     width = int(np.prod(raw.shape[1:]))
+    if image is not None and (width != features or raw.ndim not in (2, 1 + len(image))
+                              or raw.ndim > 2 and tuple(raw.shape[1:]) != tuple(image)):
+        trained = f" (trained on {meta['dataset']})" if isinstance(meta.get("dataset"), str) else ""
+        raise ShapeError(
+            f"{args.input!r} has shape {raw.shape}; the model of checkpoint {args.checkpoint!r}{trained} takes "
+            f"images of shape {tuple(image)}: give an array of shape (N, {', '.join(map(str, image))}) or "
+            f"(N, {features}), one image a row"
+        )
     if width != features:
         trained = f" (trained on {meta['dataset']})" if isinstance(meta.get("dataset"), str) else ""
         raise ShapeError(
@@ -122,7 +131,7 @@ def cmd_predict(args) -> int:
     names = meta.get("class_names") or []
     truth = None
     if args.input is not None:
-        x = _scaled_input(args, meta, host_dtype(ref.dtype))[: args.limit]  # the whole file is checked
+        x = _scaled_input(args, meta, host_dtype(ref.dtype), model.input_shape)[: args.limit]  # all checked
     else:
         if meta.get("dataset") is None:
             raise ConfigError("no INPUT file given and the checkpoint names no dataset; pass INPUT")
@@ -130,6 +139,7 @@ def cmd_predict(args) -> int:
         limit = args.limit or PREDICT_TEST_SAMPLES
         x, truth = data.x_test[:limit].astype(host_dtype(ref.dtype)), data.t_test[:limit]
     with np.errstate(all="ignore"):  # overflow is reported below, as a sentence
+        x = model.reshape_input(x)  # images (N, C, H, W) for a convolutional network
         scores = to_numpy(model.predict(from_host_like(x, ref), train=False)).astype(np.float64)
     bad = ~np.isfinite(scores).all(axis=1)
     if bad.any():

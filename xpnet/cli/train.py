@@ -41,6 +41,22 @@ def _mpi_error_line(e: BaseException) -> str:
             "traceback)")
 
 
+def usage_problem(args) -> str | None:
+    """What makes this ``xpnet train`` command line nonsense (reported as a usage error), or None."""
+    if args.model in (None, "mlp"):
+        return None
+    flags = (("--hidden", args.hidden), ("--activation", args.activation))
+    extra = [flag for flag, value in flags if value is not None]
+    if extra:
+        verb = "apply" if len(extra) > 1 else "applies"
+        return (f"{' and '.join(extra)} {verb} to --model mlp only; {args.model} has the book's layers "
+                f"(docs/cli.md lists them): leave {' and '.join(extra)} out")
+    if args.dataset in ("iris", "spiral"):
+        return (f"--model {args.model} takes images, and {args.dataset} has flat features; use --dataset digits, "
+                f"mnist or fashion-mnist, or --model mlp")
+    return None
+
+
 def _train(args, comm) -> int:
     from .. import train as T
 
@@ -90,8 +106,10 @@ def _train_in(args, comm) -> int:
         batch_size=args.batch_size, seed=args.seed, backend=args.backend, device=args.device, dtype=args.dtype,
         out=out, scale=args.scale, weight_decay=args.weight_decay, patience=args.patience,
         data_dir=args.data_dir, resume=args.resume, save_every=args.save_every, quiet=args.quiet, log=say,
-        overwrite=args.overwrite, compile=args.compile, comm=comm,
+        overwrite=args.overwrite, compile=args.compile, comm=comm, model=args.model,
     )
+    if args.epochs is None:
+        args.epochs = (T.CNN_DEFAULTS if trainer.meta.get("model", "mlp") != "mlp" else T.DEFAULTS)["epochs"]
     if trainer.step.compiled and cache[0] is None and "folder" in cache[1] and (comm is None or comm.rank == 0):
         print(f"xpnet train: note: compiled executables are not kept between runs: {cache[1]}", file=sys.stderr)
     try:
@@ -109,9 +127,14 @@ def _announce(trainer) -> None:
 
     model = trainer.model
     ref = model.reference_array
-    sizes = [model.in_features] + [int(W.shape[1]) for W in model.weight_matrices()]
+    if model.input_shape is None:
+        sizes = [model.in_features] + [int(W.shape[1]) for W in model.weight_matrices()]
+        what = f"{'-'.join(map(str, sizes))} MLP"
+    else:
+        shape = "x".join(map(str, model.input_shape))
+        what = f"{trainer.meta.get('model', 'convolutional network')} on {shape} images,"
     say(
-        f"training {'-'.join(map(str, sizes))} MLP on {trainer.meta.get('dataset')} "
+        f"training {what} on {trainer.meta.get('dataset')} "
         f"({trainer.x_train.shape[0]} train / "
         f"{0 if trainer.x_test is None else trainer.x_test.shape[0]} test)"
         f" with {type(trainer.optimizer).__name__} lr={trainer.optimizer.lr}, "

@@ -45,24 +45,28 @@ class Scaler:
     divisor: list
 
     def __call__(self, x) -> np.ndarray:
-        """Features in the data's original units, scaled: ``(x - offset) / divisor``."""
-        x = self._checked(x)
-        return (x - np.asarray(self.offset)) / np.asarray(self.divisor)
+        """Features in the data's original units, scaled: ``(x - offset) / divisor`` (images of
+        shape (N, C, H, W) per pixel, as their flat rows)."""
+        x, flat = self._checked(x)
+        return ((flat - np.asarray(self.offset)) / np.asarray(self.divisor)).reshape(x.shape)
 
     def inverse(self, x) -> np.ndarray:
         """Scaled features back in the data's original units: ``x * divisor + offset`` (undoes
         :meth:`__call__` up to rounding; exactly for digits, whose divisor is 16)."""
-        x = self._checked(x)
-        return x * np.asarray(self.divisor) + np.asarray(self.offset)
+        x, flat = self._checked(x)
+        return (flat * np.asarray(self.divisor) + np.asarray(self.offset)).reshape(x.shape)
 
-    def _checked(self, x) -> np.ndarray:
+    def _checked(self, x) -> tuple:
+        """``(x, x as flat rows)``, both float64."""
         x = np.asarray(x, dtype=np.float64)
-        if len(self.offset) > 1 and (x.ndim != 2 or x.shape[1] != len(self.offset)):
-            raise ShapeError(
-                f"this {self.kind} scaler was fitted on {len(self.offset)} features; expected samples "
-                f"of shape (N, {len(self.offset)}), got shape {x.shape}"
-            )
-        return x
+        if len(self.offset) > 1:
+            if x.ndim < 2 or int(np.prod(x.shape[1:])) != len(self.offset):
+                raise ShapeError(
+                    f"this {self.kind} scaler was fitted on {len(self.offset)} features; expected samples "
+                    f"of shape (N, {len(self.offset)}), got shape {x.shape}"
+                )
+            return x, x.reshape(x.shape[0], -1)
+        return x, x
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "offset": self.offset, "divisor": self.divisor}
@@ -108,6 +112,7 @@ class Dataset:
     scaler: Scaler
     class_names: list = field(default_factory=list)
     info: str = ""
+    image_shape: tuple | None = None  # one image's (C, H, W) for datasets of images (digits, MNIST)
 
     @property
     def num_features(self) -> int:
@@ -172,7 +177,8 @@ def fit_scaler(x_train: np.ndarray, kind: str = "minmax", value_range=None) -> S
     return Scaler(kind, lo.tolist(), np.where(hi > lo, hi - lo, 1.0).tolist())
 
 
-def _finish(name, x, t, train_idx, test_idx, scale, value_range, num_classes, class_names, info) -> Dataset:
+def _finish(name, x, t, train_idx, test_idx, scale, value_range, num_classes, class_names, info,
+            image_shape=None) -> Dataset:
     x = np.asarray(x, dtype=np.float64)
     t = np.asarray(t, dtype=np.int64)
     scaler = fit_scaler(x[train_idx], scale, value_range)
@@ -186,6 +192,7 @@ def _finish(name, x, t, train_idx, test_idx, scale, value_range, num_classes, cl
         scaler,
         list(class_names),
         info,
+        image_shape,
     )
 
 
@@ -220,6 +227,7 @@ def digits(
         10,
         [str(i) for i in range(10)],
         "UCI ML hand-written digits (8x8), CC BY 4.0",
+        (1, 8, 8),
     )
 
 
@@ -313,7 +321,7 @@ def mnist(
     tr, te = np.arange(n), np.arange(n, x.shape[0])
     x = x.reshape(x.shape[0], -1)
     names = M.CLASS_NAMES.get(variant, [str(i) for i in range(10)])
-    return _finish(variant, x, t, tr, te, scale, (0, 255), 10, names, M.INFO[variant])
+    return _finish(variant, x, t, tr, te, scale, (0, 255), 10, names, M.INFO[variant], (1, 28, 28))
 
 
 def load(

@@ -1,13 +1,16 @@
-"""One call: a trainer for an MLP on a named dataset (what ``xpnet train`` runs), and ``fit``."""
+"""One call: a trainer for an MLP or a convolutional network on a named dataset (what ``xpnet train``
+runs), and ``fit``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
 from .. import checkpoint as ckpt
 from ..checks import size_arg
+from ..cnn import deep_cnn, simple_cnn
 from ..errors import ConfigError
 from ..model import mlp
 from ..optimizers import get_optimizer
@@ -29,17 +32,33 @@ DEFAULTS = {
 }
 
 
+MODELS = ("mlp", "simple-cnn", "deep-cnn")
+
+# The convolutional networks' settings per image size: the book's for 28x28 (MNIST); for the 8x8 digits
+# simple-cnn's filters are 3x3 (a 6x6 map, pooled to 3x3) and deep-cnn keeps the book's pads
+# (8 -> pool 4 -> pad 2: 6 -> pool 3 -> pool 1). Adam's rate and the epochs as measured on digits.
+CNN_OPTIONS = {
+    "simple-cnn": {8: {"size": 3}, 28: {"size": 5}},
+    "deep-cnn": {8: {}, 28: {}},
+}
+CNN_DEFAULTS = {"lr": 0.002, "epochs": 30}
+
+
 # ---------------------------------------------------------------------- one call
 # What a checkpoint fixes for good: a resumed run may not change it (a message says so).
-FIXED_ON_RESUME = ("dataset", "hidden", "activation", "optimizer", "scale", "seed")
+FIXED_ON_RESUME = ("dataset", "model", "hidden", "activation", "optimizer", "scale", "seed")
 
 
 def build(dataset: str | None = None, hidden=None, activation: str | None = None, optimizer: str | None = None,
           lr: float | None = None, batch_size: int | None = None, seed: int | None = None, backend=None,
           device: str | None = None, dtype: str | None = None, out=None, scale: str | None = None,
           weight_decay: float | None = None, patience: int | None = None, data_dir=None, resume=None,
-          **trainer_options) -> Trainer:
-    """A :class:`Trainer` for an MLP on a named dataset (what ``xpnet train`` runs).
+          model: str | None = None, **trainer_options) -> Trainer:
+    """A :class:`Trainer` for a model on a named dataset (what ``xpnet train`` runs).
+
+    ``model`` is ``"mlp"`` (the default), ``"simple-cnn"`` or ``"deep-cnn"`` (:data:`MODELS`); the
+    convolutional networks take the dataset's images (digits 1x8x8, MNIST 1x28x28) and no
+    ``hidden`` or ``activation``.
 
     Options left as None take :data:`DEFAULTS`; ``lr`` defaults to 0.002 for Adam and 0.1
     for the SGD family. With ``resume`` (a checkpoint path) the model, optimizer and
@@ -54,15 +73,19 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
     """
     from .. import datasets
 
-    given = {"dataset": dataset, "hidden": hidden, "activation": activation, "optimizer": optimizer,
-             "scale": scale, "seed": seed}
+    given = {"dataset": dataset, "model": model, "hidden": hidden, "activation": activation,
+             "optimizer": optimizer, "scale": scale, "seed": seed}
     if resume is not None:
         given = _with_checkpoint_settings(given, resume)
+    kind = _model_kind(given)
     seed = size_arg("seed", DEFAULTS["seed"] if given["seed"] is None else given["seed"], least=0)
     scale = given["scale"] or DEFAULTS["scale"]
     data = datasets.load(given["dataset"] or DEFAULTS["dataset"], scale=scale, seed=seed, data_dir=data_dir)
     meta = {"dataset": data.name, "scaler": data.scaler.to_json(), "class_names": data.class_names,
             "num_features": data.num_features, "num_classes": data.num_classes}
+    if kind != "mlp":
+        data = _as_images(data, kind)
+        meta["model"] = kind
     opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
     if "comm" not in opts:  # started by mpiexec: one rank of a data-parallel job
         from ..parallel import world
@@ -78,18 +101,48 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
     if resume is not None:
         return Trainer.resume(resume, data, backend=backend, device=device, dtype=dtype, lr=lr,
                               weight_decay=weight_decay, **opts)
-    hidden = _hidden_list(DEFAULTS["hidden"] if hidden is None else hidden)
-    activation = DEFAULTS["activation"] if activation is None else activation
     optimizer = DEFAULTS["optimizer"] if optimizer is None else optimizer
-    model = mlp([data.num_features, *hidden, data.num_classes], activation, seed=seed, backend=backend,
-                device=device, dtype=dtype)
+    if kind == "mlp":
+        hidden = _hidden_list(DEFAULTS["hidden"] if hidden is None else hidden)
+        activation = DEFAULTS["activation"] if activation is None else activation
+        net = mlp([data.num_features, *hidden, data.num_classes], activation, seed=seed, backend=backend,
+                  device=device, dtype=dtype)
+        meta.update(hidden=hidden, activation=str(activation).lower())
+    else:
+        build_cnn = simple_cnn if kind == "simple-cnn" else deep_cnn
+        options = CNN_OPTIONS[kind].get(data.image_shape[-1], {})
+        net = build_cnn(data.image_shape, classes=data.num_classes, seed=seed, backend=backend, device=device,
+                        dtype=dtype, **options)
     if lr is None:
-        lr = DEFAULTS["lr"] if str(optimizer).lower() == "adam" else 0.1
+        lr = (CNN_DEFAULTS["lr"] if kind != "mlp" else DEFAULTS["lr"]) if str(optimizer).lower() == "adam" else 0.1
     opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay)
-    meta.update(hidden=hidden, activation=str(activation).lower(), optimizer=str(optimizer).lower(), lr=float(lr),
-                scale=scale)
+    meta.update(optimizer=str(optimizer).lower(), lr=float(lr), scale=scale)
     opts.setdefault("batch_size", DEFAULTS["batch_size"])
-    return Trainer(model, opt, data, seed=seed, **opts)
+    return Trainer(net, opt, data, seed=seed, **opts)
+
+
+def _model_kind(given: dict) -> str:
+    """The model named in ``given`` (default mlp); a CNN given MLP-only settings is refused."""
+    kind = str(given.get("model") or "mlp").lower()
+    if kind not in MODELS:
+        raise ConfigError(f"unknown model {given['model']!r}; valid models: {', '.join(MODELS)}")
+    if kind != "mlp":
+        extra = [name for name in ("hidden", "activation") if given.get(name) is not None]
+        if extra:
+            verb = "apply" if len(extra) > 1 else "applies"
+            raise ConfigError(f"{' and '.join(extra)} {verb} to the mlp model only; {kind} has fixed layers "
+                              f"(see docs/cli.md): leave {', '.join(extra)} out")
+    return kind
+
+
+def _as_images(data, kind: str):
+    """``data`` with its scaled features in image shape (N, C, H, W), for a convolutional network."""
+    shape = getattr(data, "image_shape", None)
+    if shape is None:
+        raise ConfigError(f"{kind} takes images, and dataset {data.name!r} has flat features; use digits, mnist or "
+                          f"fashion-mnist, or --model mlp")
+    return dataclasses.replace(data, x_train=data.x_train.reshape(-1, *shape),
+                               x_test=data.x_test.reshape(-1, *shape))
 
 
 def _with_checkpoint_settings(given: dict, resume) -> dict:
@@ -122,6 +175,7 @@ def _fixed_by_checkpoint(desc: dict) -> dict:
     """The run settings a checkpoint fixes (from its meta and its layer list)."""
     meta = desc.get("meta") or {}
     fixed = {k: meta[k] for k in ("dataset", "activation", "optimizer", "seed") if k in meta}
+    fixed["model"] = meta.get("model", "mlp")
     if "hidden" in meta:
         fixed["hidden"] = list(meta["hidden"])
     kind = (meta.get("scaler") or {}).get("kind")
