@@ -37,6 +37,7 @@ from xpnet.dlfs1.functions import (
 from xpnet.dlfs1.gradient import numerical_gradient
 from xpnet.dlfs1.layers import Affine, BatchNormalization, Convolution, Dropout, Relu, SoftmaxWithLoss
 from xpnet.dlfs1.multi_layer_net import MultiLayerNet
+from xpnet.dlfs1.arrays import _boxing, _own
 from xpnet.dlfs1.multi_layer_net_extend import MultiLayerNetExtend
 from xpnet.dlfs1.optimizer import OPTIMIZERS
 from xpnet.dlfs1.trainer import Trainer
@@ -76,7 +77,7 @@ def host(x):
 
 def check(actual, expected, be, **kw):
     """``actual`` is what np makes on the row (a box where arrays cannot change), equal to ``expected``."""
-    if be.writes_in_place:
+    if not _boxing(be):
         assert B.namespace(actual) is be.xp
     else:
         assert type(actual) is np.ndarray and B.namespace(actual.data) is be.xp
@@ -155,8 +156,9 @@ def test_np_functions_follow_numpy(book):
 def test_np_refuses_what_it_does_not_offer(book):
     with pytest.raises(AttributeError, match="asnumpy"):
         np.fft  # noqa: B018
-    with pytest.raises(ConfigError, match="constant"):
-        np.pad(np.zeros((2, 2)), 1, mode="reflect")
+    if _own(book) is None:  # on numpy, np's functions are NumPy's own (every pad mode)
+        with pytest.raises(ConfigError, match="constant"):
+            np.pad(np.zeros((2, 2)), 1, mode="reflect")
 
 
 # --------------------------------------------------------------------------- functions and layers
