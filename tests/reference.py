@@ -187,3 +187,166 @@ def pool_backward(x, dout, ph, pw, sh, sw, pad=0, mode="max"):
     else:
         dcol = np.repeat(d[:, None] / size, size, axis=1)
     return col2im(dcol.reshape(-1, x.shape[1] * size), x.shape, ph, pw, sh, pad, sw)
+
+
+def embedding_dot(W, h, idx, dout):
+    """The book's EmbeddingDot: ``out = sum(W[idx] * h, axis=1)``; returns out, dh, dW."""
+    target_W = W[idx]
+    out = np.sum(target_W * h, axis=1)
+    d = dout.reshape(-1, 1)
+    return out, d * target_W, embedding_backward(W.shape, idx, d * h)
+
+
+def negative_sampling(W, h, target, negatives):
+    """The book's NegativeSamplingLoss with the negatives given: one SigmoidWithLoss (batch-mean
+    cross-entropy of ``[1 - y, y]``) per column; returns loss, dh, dW."""
+    n = h.shape[0]
+    loss, dh, dW = 0.0, np.zeros_like(h), np.zeros(W.shape)
+    columns = [(target, 1.0)] + [(negatives[:, j], 0.0) for j in range(negatives.shape[1])]
+    for idx, label in columns:
+        score = np.sum(W[idx] * h, axis=1)
+        y = 1 / (1 + np.exp(-score))
+        t = np.full(n, label)
+        loss += -np.sum(t * np.log(y) + (1 - t) * np.log(1 - y)) / n
+        dscore = (y - t) / n
+        _, dh_col, dW_col = embedding_dot(W, h, idx, dscore)
+        dh += dh_col
+        dW += dW_col
+    return loss, dh, dW
+
+
+def time_softmax_with_loss(xs, ts, ignore_label=-1):
+    """The book's TimeSoftmaxWithLoss: loss and dx (dout = 1)."""
+    N, T, V = xs.shape
+    xs, ts = xs.reshape(N * T, V), ts.reshape(N * T)
+    mask = ts != ignore_label
+    ys = softmax(xs)
+    ls = np.log(ys[np.arange(N * T), np.where(mask, ts, 0)])
+    loss = -np.sum(ls * mask) / mask.sum()
+    dx = ys.copy()
+    dx[np.arange(N * T)[mask], ts[mask]] -= 1
+    dx = dx / mask.sum() * mask[:, None]
+    return loss, dx.reshape(N, T, V)
+
+
+def time_rnn(xs, Wx, Wh, b, dhs, h0=None):
+    """The book's RNN cell over time: hs, and dxs, dWx, dWh, db, dh0 for upstream ``dhs``."""
+    N, T, _ = xs.shape
+    H = Wh.shape[0]
+    h = np.zeros((N, H)) if h0 is None else h0
+    caches, hs = [], np.zeros((N, T, H))
+    for t in range(T):
+        h_next = np.tanh(h @ Wh + xs[:, t] @ Wx + b)
+        caches.append((xs[:, t], h, h_next))
+        hs[:, t] = h = h_next
+    dxs, dWx, dWh, db, dh = np.zeros(xs.shape), np.zeros(Wx.shape), np.zeros(Wh.shape), np.zeros(b.shape), 0
+    for t in reversed(range(T)):
+        x, h_prev, h_next = caches[t]
+        dt = (dhs[:, t] + dh) * (1 - h_next**2)
+        db += dt.sum(axis=0)
+        dWh += h_prev.T @ dt
+        dWx += x.T @ dt
+        dh = dt @ Wh.T
+        dxs[:, t] = dt @ Wx.T
+    return hs, dxs, dWx, dWh, db, dh
+
+
+def _sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def time_lstm(xs, Wx, Wh, b, dhs, h0=None, c0=None):
+    """The book's LSTM cell (gates [f | g | i | o]) over time: hs, c_T, then dxs, dWx, dWh, db, dh0."""
+    N, T, _ = xs.shape
+    H = Wh.shape[0]
+    h = np.zeros((N, H)) if h0 is None else h0
+    c = np.zeros((N, H)) if c0 is None else c0
+    caches, hs = [], np.zeros((N, T, H))
+    for t in range(T):
+        A = xs[:, t] @ Wx + h @ Wh + b
+        f, g, i, o = _sig(A[:, :H]), np.tanh(A[:, H:2 * H]), _sig(A[:, 2 * H:3 * H]), _sig(A[:, 3 * H:])
+        c_next = f * c + g * i
+        h_next = o * np.tanh(c_next)
+        caches.append((xs[:, t], h, c, f, g, i, o, c_next))
+        hs[:, t], h, c = h_next, h_next, c_next
+    c_last = c
+    grads = [np.zeros(xs.shape), np.zeros(Wx.shape), np.zeros(Wh.shape), np.zeros(b.shape)]
+    dh, dc = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        x, h_prev, c_prev, f, g, i, o, c_next = caches[t]
+        dh_next = dhs[:, t] + dh
+        tanh_c = np.tanh(c_next)
+        ds = dc + (dh_next * o) * (1 - tanh_c**2)
+        dc = ds * f
+        di, df, do, dg = ds * g, ds * c_prev, dh_next * tanh_c, ds * i
+        di *= i * (1 - i)
+        df *= f * (1 - f)
+        do *= o * (1 - o)
+        dg *= 1 - g**2
+        dA = np.hstack((df, dg, di, do))
+        grads[2] += h_prev.T @ dA
+        grads[1] += x.T @ dA
+        grads[3] += dA.sum(axis=0)
+        grads[0][:, t] = dA @ Wx.T
+        dh = dA @ Wh.T
+    return (hs, c_last, *grads, dh)
+
+
+def time_gru(xs, Wx, Wh, b, dhs, h0=None):
+    """The book's GRU (appendix C; Wx, Wh, b split [z | r | h], reset gate before Whh) over
+    time: hs, then dxs, dWx, dWh, db, dh0."""
+    N, T, _ = xs.shape
+    H = Wh.shape[0]
+    Wxz, Wxr, Wxh = Wx[:, :H], Wx[:, H:2 * H], Wx[:, 2 * H:]
+    Whz, Whr, Whh = Wh[:, :H], Wh[:, H:2 * H], Wh[:, 2 * H:]
+    bz, br, bh = b[:H], b[H:2 * H], b[2 * H:]
+    h = np.zeros((N, H)) if h0 is None else h0
+    caches, hs = [], np.zeros((N, T, H))
+    for t in range(T):
+        x = xs[:, t]
+        z = _sig(x @ Wxz + h @ Whz + bz)
+        r = _sig(x @ Wxr + h @ Whr + br)
+        h_hat = np.tanh(x @ Wxh + (r * h) @ Whh + bh)
+        h_next = (1 - z) * h + z * h_hat
+        caches.append((x, h, z, r, h_hat))
+        hs[:, t] = h = h_next
+    dxs, dWx, dWh, db = np.zeros(xs.shape), np.zeros(Wx.shape), np.zeros(Wh.shape), np.zeros(b.shape)
+    dh = np.zeros((N, H))
+    for t in reversed(range(T)):
+        x, h_prev, z, r, h_hat = caches[t]
+        dh_next = dhs[:, t] + dh
+        dh_hat = dh_next * z
+        dh_prev = dh_next * (1 - z)
+        dt = dh_hat * (1 - h_hat**2)
+        dbh, dWhh, dhr = dt.sum(axis=0), (r * h_prev).T @ dt, dt @ Whh.T
+        dWxh, dx = x.T @ dt, dt @ Wxh.T
+        dh_prev += r * dhr
+        dz = dh_next * h_hat - dh_next * h_prev
+        dt = dz * z * (1 - z)
+        dbz, dWhz, dWxz = dt.sum(axis=0), h_prev.T @ dt, x.T @ dt
+        dh_prev += dt @ Whz.T
+        dx += dt @ Wxz.T
+        dr = dhr * h_prev
+        dt = dr * r * (1 - r)
+        dbr, dWhr, dWxr = dt.sum(axis=0), h_prev.T @ dt, x.T @ dt
+        dh_prev += dt @ Whr.T
+        dx += dt @ Wxr.T
+        dWx += np.hstack((dWxz, dWxr, dWxh))
+        dWh += np.hstack((dWhz, dWhr, dWhh))
+        db += np.hstack((dbz, dbr, dbh))
+        dxs[:, t] = dx
+        dh = dh_prev
+    return hs, dxs, dWx, dWh, db, dh
+
+
+def attention(hs, h, dout):
+    """The book's Attention (AttentionWeight then WeightSum): context c, weights a, dhs, dh."""
+    s = np.sum(hs * h[:, None, :], axis=2)
+    a = softmax(s)
+    c = np.sum(hs * a[:, :, None], axis=1)
+    dhs0 = dout[:, None, :] * a[:, :, None]  # WeightSum backward
+    da = np.sum(dout[:, None, :] * hs, axis=2)
+    ds = a * (da - np.sum(da * a, axis=1, keepdims=True))  # Softmax backward
+    dhs1 = ds[:, :, None] * h[:, None, :]
+    dh = np.sum(ds[:, :, None] * hs, axis=1)
+    return c, a, dhs0 + dhs1, dh

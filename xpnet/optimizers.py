@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import weakref
 
-from .backend import dtype_name, is_writeable, materialize, namespace, sub_scaled_
+from .backend import constant, dtype_name, is_writeable, materialize, namespace, sub_scaled_
 from .checks import fraction_arg, non_negative_arg, positive_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .layers import LIVE_LAYERS, check_param
@@ -252,6 +252,36 @@ class Adam(Optimizer):
         v = self._set("v", key, v0 + (1.0 - b2) * (g * g - v0))
         lr_t = self.lr * (1.0 - b2**t) ** 0.5 / (1.0 - b1**t)  # t may be a traced count
         return lr_t * m / (xp.sqrt(v) + self.eps)
+
+
+def clip_grads(grads, max_norm: float):
+    """The book's gradient clipping by global norm: with ``norm = sqrt(sum of every g^2)`` over
+    all gradients, each is multiplied by ``min(1, max_norm / (norm + 1e-6))``.
+
+    ``grads`` is a dict (``model.grads``, a layer's ``grads``) or a list (the book's); each entry
+    is replaced by the scaled array and ``grads`` is returned (the same way on every backend:
+    jax and dask arrays cannot be scaled in place). Pass that same ``grads`` to the optimizer.
+    The norm stays on the device: no host sync, so it also runs inside a compiled step.
+    """
+    max_norm = positive_arg("max_norm", max_norm)
+    if hasattr(grads, "items"):
+        items = list(grads.items())
+    elif isinstance(grads, list):
+        items = list(enumerate(grads))
+    else:
+        raise ConfigError(f"clip_grads takes a dict or a list of gradient arrays, got {type(grads).__name__}")
+    if not items:
+        return grads
+    xp = namespace(items[0][1])
+    total = None
+    for _, g in items:
+        s = xp.sum(g * g)
+        total = s if total is None else total + s
+    rate = max_norm / (xp.sqrt(total) + 1e-6)
+    scale = xp.minimum(rate, constant(1.0, rate))
+    for key, g in items:
+        grads[key] = g * scale
+    return grads
 
 
 OPTIMIZERS = {

@@ -31,7 +31,9 @@ import numpy as np
 
 from . import conv as K
 from . import layers as L
+from . import recurrent as R
 from . import schema as S
+from . import sequence as Q
 from .backend import to_numpy
 
 
@@ -139,6 +141,30 @@ def _flatten_shapes(p: dict, width, i: int, config: dict) -> tuple:
     return features(width), {}
 
 
+def _table_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    """An embedding's W (vocabulary, dimension): word indices in, vectors of its dimension out."""
+    if len(p["W"]) != 2:
+        S.fail(f"layers[{i}].params", "W of shape [vocabulary, dimension]", p)
+    return p["W"][1], {}
+
+
+def _cell_shapes(gates: int, suffixes=("",)):
+    """Wx [in, gates*H], Wh [H, gates*H], b [gates*H] per direction; out: H per direction."""
+
+    def rule(p: dict, width, i: int, config: dict) -> tuple:
+        first = p["Wx" + suffixes[0]]
+        for sx in suffixes:
+            Wx, Wh, b = p["Wx" + sx], p["Wh" + sx], p["b" + sx]
+            H = Wh[0] if len(Wh) == 2 else -1
+            if len(Wx) != 2 or Wx != first or Wh != [H, gates * H] or Wx[1] != gates * H or b != [gates * H]:
+                S.fail(f"layers[{i}].params", f"Wx [in, {gates}H], Wh [H, {gates}H] and b [{gates}H]", p)
+        if width is not None and first[0] != width:
+            raise S.Invalid(f"layers[{i}] takes {first[0]} features but the layer before gives {width}")
+        return len(suffixes) * (first[1] // gates), {}
+
+    return rule
+
+
 # ---------------------------------------------------------------------- ONNX forms
 # ``g`` is the export's graph (xpnet.export): ``g.node(op, inputs, **attrs)`` and ``g.const(array,
 # what)`` give the names of a new node's output and of a constant; ``g.flatten(x)`` makes x 2-D.
@@ -237,6 +263,23 @@ for _entry in (
               build=lambda c, p, s, rng: K.Pooling(c["pool_h"], c["pool_w"], c["stride"], c["pad"], c["mode"]),
               shapes=_pool_shapes, onnx=_pool_onnx),
     LayerType(K.Flatten, shapes=_flatten_shapes, onnx=lambda g, layer, x, i: g.flatten(x)),
+):
+    register(_entry)
+
+# the sequence layers of the second book: checkpoints, no ONNX form (export refuses, naming the layer)
+_STATEFUL = {"stateful": S.kind((bool,), "true or false")}
+for _entry in (
+    LayerType(Q.Embedding, params=("W",), build=lambda c, p, s, rng: Q.Embedding(p["W"]), shapes=_table_shapes),
+    LayerType(Q.TimeEmbedding, params=("W",), build=lambda c, p, s, rng: Q.TimeEmbedding(p["W"]),
+              shapes=_table_shapes),
+    LayerType(Q.TimeAffine, params=("W", "b"), build=lambda c, p, s, rng: Q.TimeAffine(p["W"], p["b"]),
+              shapes=_matrix_shapes),
+    LayerType(Q.TimeDropout, config={"ratio": S.FRACTION}, build=lambda c, p, s, rng: Q.TimeDropout(c["ratio"], rng)),
+    *(LayerType(cls, params=("Wx", "Wh", "b"), config=_STATEFUL, shapes=_cell_shapes(cls.gates),
+                build=lambda c, p, s, rng, cls=cls: cls(p["Wx"], p["Wh"], p["b"], c["stateful"]))
+      for cls in (R.TimeRNN, R.TimeLSTM, R.TimeGRU)),
+    LayerType(R.TimeBiLSTM, params=R.TimeBiLSTM.NAMES, shapes=_cell_shapes(4, ("_f", "_r")),
+              build=lambda c, p, s, rng: R.TimeBiLSTM(*(p[k] for k in R.TimeBiLSTM.NAMES))),
 ):
     register(_entry)
 del _entry

@@ -26,6 +26,7 @@ from . import functional as F
 from .backend import (
     Backend,
     check_same_backend,
+    device,
     dtype_name,
     from_host_like,
     host_dtype,
@@ -35,7 +36,7 @@ from .backend import (
     to_numpy,
 )
 from .checks import as_rng, is_array, number_arg, size_arg
-from .errors import ConfigError, DTypeError, IndexRangeError, LabelError, ShapeError
+from .errors import CallOrderError, ConfigError, DTypeError, IndexRangeError, LabelError, ShapeError
 from .layers import Layer, check_fits, check_param
 
 
@@ -68,8 +69,13 @@ def check_indices(idx, rows: int, where: str, like):
 
 
 def _index_dtype(idx, xp):
-    """int32 and int64 indices as they are, other integer dtypes (uint8, int16...) as int64."""
-    return idx if idx.dtype in (xp.int32, xp.int64) else xp.astype(idx, xp.int64)
+    """int32 and int64 indices as they are, other integer dtypes (uint8, int16...) as the
+    namespace's default integer (int64; int32 on jax without x64)."""
+    return idx if idx.dtype in (xp.int32, xp.int64) else xp.astype(idx, _default_int(idx, xp))
+
+
+def _default_int(x, xp):
+    return xp.arange(1, device=device(x)).dtype
 
 
 def _table(W, name: str):
@@ -88,13 +94,12 @@ def embed(W, idx):
 
 def embed_grad(W, idx, dout):
     """``dW`` of :func:`embed`: zeros, then ``dout``'s rows added at ``idx`` (repeats accumulated)."""
-    xp = namespace(dout)
-    flat = idx if idx.ndim == 1 else xp.reshape(idx, (-1,))
-    d = dout if dout.ndim == 2 else xp.reshape(dout, (-1, W.shape[1]))
-    if d.shape[0] != flat.shape[0] or d.shape[1] != W.shape[1]:
+    if tuple(dout.shape) != (*idx.shape, W.shape[1]):
         raise ShapeError(f"the embedding's dout has shape {tuple(dout.shape)}; expected "
                          f"{(*idx.shape, W.shape[1])} (one row of {W.shape[1]} per index)")
-    return scatter_add(W.shape, flat, d)
+    xp = namespace(dout)
+    flat = idx if idx.ndim == 1 else xp.reshape(idx, (-1,))
+    return scatter_add(W.shape, flat, dout if dout.ndim == 2 else xp.reshape(dout, (-1, W.shape[1])))
 
 
 def _create_table(cls, vocab_size, dim, std, rng, backend):
@@ -161,3 +166,252 @@ class TimeEmbedding(Layer):
                              f"a single sequence needs a batch axis of 1")
         self.idx = idx
         return embed(self.params["W"], idx)
+
+
+# ---------------------------------------------------------------------- word2vec with negative sampling
+class EmbeddingDot(Layer):
+    """``out[n] = W[idx[n]] . h[n]`` (one score per row); backward ``dh = dout * W[idx]``,
+    ``dW[idx] += dout * h`` (repeats accumulated)."""
+
+    def __init__(self, W):
+        super().__init__()
+        self.params = {"W": _table(W, "EmbeddingDot")}
+        self.check_indices = True
+        self.h = self.idx = self.rows = None
+
+    def forward(self, h, idx):
+        W = self.params["W"]
+        idx = _lookup_indices(self, idx)
+        if h.ndim != 2 or idx.ndim != 1 or h.shape != (idx.shape[0], W.shape[1]):
+            raise ShapeError(f"EmbeddingDot expects h of shape (N, {W.shape[1]}) and N indices, got h "
+                             f"{tuple(h.shape)} and indices {tuple(idx.shape)}")
+        self.h, self.idx, self.rows = h, idx, embed(W, idx)
+        return namespace(h).sum(self.rows * h, axis=1)
+
+    def backward(self, dout):
+        xp = namespace(dout)
+        d = xp.reshape(dout, (-1, 1))
+        self.grads["W"] = embed_grad(self.params["W"], self._cached(self.idx), d * self.h)
+        return d * self.rows
+
+
+class UnigramSampler:
+    """Negative samples drawn from the corpus' unigram distribution raised to ``power`` (0.75 in
+    the book), on the host from a seeded ``numpy.random.Generator``: the same words on every backend.
+
+    ``get_negative_sample(target)`` gives an (N, sample_size) int64 host array; each row draws
+    without replacement and never the row's own target word (the book's CPU sampler).
+    """
+
+    def __init__(self, corpus, power: float = 0.75, sample_size: int = 5, rng=None):
+        corpus = np.asarray(to_numpy(corpus) if is_array(corpus) else corpus).reshape(-1)
+        if corpus.size == 0 or corpus.dtype.kind not in "iu":
+            raise ConfigError(f"UnigramSampler needs a non-empty corpus of word indices (integers), got "
+                              f"{corpus.size} values of dtype {corpus.dtype}")
+        if corpus.min() < 0:
+            raise IndexRangeError(f"UnigramSampler: word indices must be >= 0, got {int(corpus.min())}")
+        self.power = number_arg("UnigramSampler power", power)
+        self.sample_size = size_arg("UnigramSampler sample_size", sample_size)
+        counts = np.bincount(corpus).astype(np.float64)
+        self.vocab_size = counts.size
+        if np.count_nonzero(counts) <= self.sample_size:
+            raise ConfigError(f"UnigramSampler draws {self.sample_size} distinct negatives besides the target, "
+                              f"but the corpus has only {np.count_nonzero(counts)} distinct words; lower "
+                              f"sample_size")
+        p = np.where(counts > 0, counts ** self.power, 0.0)
+        self.word_p = p / p.sum()
+        self.rng = as_rng(rng)
+
+    def get_negative_sample(self, target) -> np.ndarray:
+        target = np.asarray(to_numpy(target) if is_array(target) else target).reshape(-1)
+        out = np.empty((target.size, self.sample_size), dtype=np.int64)
+        for n, word in enumerate(target):
+            p = self.word_p.copy()
+            if 0 <= word < p.size:
+                p[word] = 0.0
+            out[n] = self.rng.choice(self.vocab_size, size=self.sample_size, replace=False, p=p / p.sum())
+        return out
+
+
+class NegativeSamplingLoss(Layer):
+    """The book's negative-sampling loss for word2vec: for each row ``h[n]`` the score of its
+    target word and of ``sample_size`` negatives (:class:`UnigramSampler`), each through
+    sigmoid with binary cross-entropy (label 1 for the target, 0 for the negatives):
+    ``loss = sum over the 1 + sample_size columns of the batch-mean BCE``.
+
+    ``forward(h, target)`` gives that 0-d loss; ``backward(dout=1)`` gives ``dh`` and fills
+    ``grads["W"]`` (one table shared by the target and negative scores: their gradients add).
+    """
+
+    def __init__(self, W, corpus, power: float = 0.75, sample_size: int = 5, rng=None):
+        super().__init__()
+        self.params = {"W": _table(W, "NegativeSamplingLoss")}
+        self.sampler = UnigramSampler(corpus, power, sample_size, rng)
+        if self.sampler.vocab_size > W.shape[0]:
+            raise IndexRangeError(f"NegativeSamplingLoss: the corpus uses word indices up to "
+                                  f"{self.sampler.vocab_size - 1} but W has only {W.shape[0]} rows")
+        self.sample_size = self.sampler.sample_size
+        self.check_indices = True
+        self.h = self.idx = self.rows = self.y = self.t = None
+
+    def forward(self, h, target):
+        xp = namespace(h)
+        W = self.params["W"]
+        target = _lookup_indices(self, target)
+        if h.ndim != 2 or target.ndim != 1 or h.shape != (target.shape[0], W.shape[1]):
+            raise ShapeError(f"NegativeSamplingLoss expects h of shape (N, {W.shape[1]}) and N target words, "
+                             f"got h {tuple(h.shape)} and targets {tuple(target.shape)}")
+        n, k = h.shape[0], 1 + self.sample_size
+        negative = from_host_like(self.sampler.get_negative_sample(target).astype(host_dtype(target.dtype)), target)
+        idx = xp.concat([xp.reshape(target, (n, 1)), negative], axis=1)
+        self.h, self.idx, self.rows = h, idx, embed(W, idx)  # rows: (N, k, D)
+        scores = xp.sum(self.rows * xp.expand_dims(h, axis=1), axis=2)
+        first = xp.arange(k, device=device(idx)) == 0
+        self.t = xp.astype(xp.broadcast_to(xp.reshape(first, (1, k)), (n, k)), h.dtype)
+        self.y = F.sigmoid(scores, xp=xp)
+        return F.binary_cross_entropy(scores, self.t, xp)
+
+    def backward(self, dout=1.0):
+        xp = namespace(self._cached(self.y))
+        dscore = xp.expand_dims((self.y - self.t) * (dout / self.y.shape[0]), axis=2)  # (N, k, 1)
+        self.grads["W"] = embed_grad(self.params["W"], self.idx, dscore * xp.expand_dims(self.h, axis=1))
+        return xp.sum(dscore * self.rows, axis=1)
+
+    def config(self) -> dict:
+        return {"power": self.sampler.power, "sample_size": self.sample_size}
+
+
+# ---------------------------------------------------------------------- time-distributed layers
+class TimeAffine(Layer):
+    """``out[:, t] = x[:, t] W + b`` for every time step, as one (N*T, D) x (D, O) product;
+    backward ``dx = dout W^T``, ``dW = sum over n, t of x^T dout``, ``db = sum(dout)``."""
+
+    def __init__(self, W, b):
+        super().__init__()
+        check_param(W, "TimeAffine W")
+        check_param(b, "TimeAffine b", like=W)
+        if W.ndim != 2 or b.ndim != 1 or b.shape[0] != W.shape[1]:
+            raise ShapeError(f"TimeAffine needs W of shape (in, out) and b of shape (out,); got W "
+                             f"{tuple(W.shape)}, b {tuple(b.shape)}")
+        self.params = {"W": W, "b": b}
+        self.x = None
+
+    @classmethod
+    def create(cls, in_size: int, out_size: int, std=None, rng=None, backend: Backend | str | None = None):
+        """Weights ``randn(in, out) * std`` (default the book's ``1 / sqrt(in)``), zero bias."""
+        be = _backend(backend)
+        in_size, out_size = size_arg("TimeAffine in_size", in_size), size_arg("TimeAffine out_size", out_size)
+        std = 1.0 / math.sqrt(in_size) if std is None else number_arg("TimeAffine std", std)
+        check_fits(in_size * out_size * (8 + host_dtype(be.dtype).itemsize), f"TimeAffine({in_size}, {out_size})")
+        return cls(be.asarray(as_rng(rng).standard_normal((in_size, out_size)) * std), be.zeros((out_size,)))
+
+    def forward(self, x, train: bool = True):
+        W = self.params["W"]
+        if x.ndim != 3 or x.shape[2] != W.shape[0]:
+            raise ShapeError(f"TimeAffine expects input of shape (N, T, {W.shape[0]}), got {tuple(x.shape)}")
+        xp = namespace(x)
+        self.x = x
+        out = xp.reshape(x, (-1, W.shape[0])) @ W + self.params["b"]
+        return xp.reshape(out, (x.shape[0], x.shape[1], W.shape[1]))
+
+    def backward(self, dout):
+        xp = namespace(dout)
+        x, W = self._cached(self.x), self.params["W"]
+        d = xp.reshape(dout, (-1, W.shape[1]))
+        self.grads["W"] = xp.reshape(x, (-1, W.shape[0])).T @ d
+        self.grads["b"] = xp.sum(d, axis=0)
+        return xp.reshape(d @ W.T, x.shape)
+
+
+class TimeSoftmaxWithLoss:
+    """Softmax with cross-entropy at every time step, averaged over the counted steps.
+
+    ``forward(xs, ts)``: scores (N, T, V), targets (N, T) word indices (or one-hot (N, T, V),
+    turned into indices as the book does). Targets equal to ``ignore_label`` (-1) are not
+    counted: ``loss = -sum(mask * log y[t]) / sum(mask)``. Backward:
+    ``(y - onehot(t)) * mask / sum(mask)``. ``check`` validates the targets (one host sync);
+    with every target ignored it refuses, and unchecked it gives a loss of 0, not NaN.
+    """
+
+    def __init__(self, ignore_label: int = -1, check_labels: bool = True):
+        if not isinstance(ignore_label, (int, np.integer)) or isinstance(ignore_label, bool):
+            raise ConfigError(f"ignore_label must be an integer, got {ignore_label!r}")
+        self.ignore_label = int(ignore_label)
+        self.check_labels = bool(check_labels)
+        self.y = self.T = self.mask = self.count = None
+
+    def forward(self, xs, ts, check: bool | None = None):
+        xp = namespace(xs)
+        if xs.ndim != 3 or 0 in xs.shape:
+            raise ShapeError(f"TimeSoftmaxWithLoss expects scores of shape (N, T, V), got {tuple(xs.shape)}")
+        if ts.ndim == 3 and xp.isdtype(ts.dtype, "real floating"):
+            ts = xp.argmax(ts, axis=2)
+        if tuple(ts.shape) != tuple(xs.shape[:2]):
+            raise LabelError(f"TimeSoftmaxWithLoss: targets of shape {tuple(ts.shape)} for scores of shape "
+                             f"{tuple(xs.shape)}; expected one word index per (n, t): {tuple(xs.shape[:2])}")
+        if self.check_labels if check is None else check:
+            self._check(ts, xs)
+        V = xs.shape[2]
+        mask = xp.astype(ts != self.ignore_label, xs.dtype)
+        T = xp.astype(xp.expand_dims(ts, axis=2) == xp.arange(V, dtype=ts.dtype, device=device(ts)), xs.dtype)
+        self.T = T * xp.expand_dims(mask, axis=2)
+        self.mask = mask
+        self.count = xp.maximum(xp.sum(mask), xp.ones((), dtype=xs.dtype, device=device(mask)))
+        logp = F.log_softmax(xs, axis=-1, xp=xp)
+        self.y = xp.exp(logp)
+        return -xp.sum(logp * self.T) / self.count
+
+    def _check(self, ts, xs) -> None:
+        check_same_backend(ts, xs, "TimeSoftmaxWithLoss targets")
+        xp = namespace(ts)
+        if not xp.isdtype(ts.dtype, "integral"):
+            raise LabelError(f"TimeSoftmaxWithLoss: targets must be integer word indices, got dtype "
+                             f"{dtype_name(ts.dtype)}")
+        V = xs.shape[2]
+        counted = ts != self.ignore_label
+        wide = xp.astype(ts, _default_int(ts, xp))  # torch has no min/max for uint16/32/64
+        lo = xp.min(xp.where(counted, wide, xp.zeros_like(wide)))
+        hi = xp.max(xp.where(counted, wide, xp.zeros_like(wide)))
+        lo, hi, n = (int(v) for v in to_numpy(xp.stack([lo, hi, xp.sum(xp.astype(counted, wide.dtype))])))
+        if n == 0:
+            raise LabelError(f"TimeSoftmaxWithLoss: every target equals ignore_label={self.ignore_label}; "
+                             f"there is nothing to learn from in this batch")
+        if lo < 0 or hi >= V:
+            raise LabelError(f"TimeSoftmaxWithLoss: targets must lie in [0, {V - 1}] or equal ignore_label="
+                             f"{self.ignore_label}; got values from {lo} to {hi}")
+
+    def backward(self, dout=1.0):
+        if self.y is None:
+            raise CallOrderError("TimeSoftmaxWithLoss.backward() called before forward(xs, ts); compute "
+                                 "the loss first")
+        xp = namespace(self.y)
+        return (self.y - self.T) * xp.expand_dims(self.mask, axis=2) * (dout / self.count)
+
+
+class TimeDropout(Layer):
+    """The book's inverted dropout: training ``x * mask / (1 - ratio)`` with each unit kept when
+    its uniform draw exceeds ``ratio``; evaluation passes ``x`` unchanged. Backward multiplies by
+    the same scaled mask. The mask is drawn on the host from ``rng`` (the same on every backend)."""
+
+    def __init__(self, ratio: float = 0.5, rng=None):
+        super().__init__()
+        ratio = number_arg("TimeDropout ratio", ratio)
+        if not 0.0 <= ratio < 1.0:
+            raise ConfigError(f"TimeDropout ratio must be in [0, 1), got {ratio}")
+        self.ratio = ratio
+        self.rng = as_rng(rng)
+        self.mask = None
+
+    def forward(self, x, train: bool = True):
+        if not train:
+            self.mask = None
+            return x
+        keep = self.rng.random(tuple(x.shape)) > self.ratio
+        self.mask = from_host_like((keep * (1.0 / (1.0 - self.ratio))).astype(host_dtype(x.dtype)), x)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout if self.mask is None else dout * self.mask
+
+    def config(self) -> dict:
+        return {"ratio": self.ratio}
