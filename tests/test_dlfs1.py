@@ -21,6 +21,7 @@ from xpnet import backend as B
 from xpnet.datasets import download as D
 from xpnet.datasets import idx
 from xpnet.dlfs1 import np
+from xpnet.dlfs1.arrays import _boxing, _own
 from xpnet.dlfs1.dataset import load_digits
 from xpnet.dlfs1.dataset.mnist import load_mnist
 from xpnet.dlfs1.functions import (
@@ -35,12 +36,12 @@ from xpnet.dlfs1.functions import (
     step_function,
 )
 from xpnet.dlfs1.gradient import numerical_gradient
-from xpnet.dlfs1.layers import Affine, BatchNormalization, Convolution, Dropout, Relu, SoftmaxWithLoss
+from xpnet.dlfs1.layers import Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
 from xpnet.dlfs1.multi_layer_net import MultiLayerNet
-from xpnet.dlfs1.arrays import _boxing, _own
 from xpnet.dlfs1.multi_layer_net_extend import MultiLayerNetExtend
 from xpnet.dlfs1.optimizer import OPTIMIZERS
 from xpnet.dlfs1.trainer import Trainer
+from xpnet.dlfs1.util import col2im, im2col
 from xpnet.errors import BackendMismatchError, ConfigError, DataError, LabelError, ShapeError
 
 BOOKS = Path(__file__).resolve().parent.parent / "examples" / "books"
@@ -259,15 +260,35 @@ def test_bare_arrays_are_refused_where_updates_would_not_reach_the_layer(book):
         opt.update({"W": bare}, {"W": bare})
 
 
-def test_convolution_comes_from_xpnet_conv_or_says_it_is_missing(clean_choice):
-    W, b = np.ones((1, 1, 3, 3)), np.zeros(1)
-    if importlib.util.find_spec("xpnet.conv") is None:
-        with pytest.raises(ConfigError, match="xpnet.conv"):
-            Convolution(W, b)
-        return
-    conv = Convolution(W, b, stride=1, pad=0)  # the book's call, wired to xpnet.conv
-    out = conv.forward(numpy.ones((1, 1, 4, 4), dtype=numpy.float32))
-    assert out.shape == (1, 1, 2, 2) and numpy.allclose(np.asnumpy(out), 9.0)
+def test_convolution_and_pooling_keep_the_books_attributes(book):
+    """Convolution(W, b, stride, pad) and Pooling(ph, pw, stride, pad) equal the book's loops, with
+    its attributes in its layouts (col rows (N*OH*OW, C*FH*FW), col_W (C*FH*FW, FN), arg_max per
+    output in (N, OH, OW, C) order); util.im2col / col2im are the book's functions."""
+    rng = numpy.random.default_rng(5)
+    x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    conv = Convolution(np.asarray(W), np.asarray(b), stride=2, pad=1)
+    out = conv.forward(np.asarray(x))
+    check(out, R.conv_forward(x, W, b, stride=2, pad=1), book)
+    check(conv.x, x, book)
+    check(conv.col, R.im2col(x, 3, 3, 2, 1), book)
+    check(conv.col_W, W.reshape(3, -1).T, book)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = R.conv_backward(x, W, dout, stride=2, pad=1)
+    check(conv.backward(np.asarray(dout)), dx, book)
+    check(conv.dW, dW, book)
+    check(conv.db, db, book)
+    check(im2col(np.asarray(x), 3, 3, stride=2, pad=1), R.im2col(x, 3, 3, 2, 1), book)
+    col = rng.standard_normal((2 * 3 * 3, 2 * 9))
+    check(col2im(np.asarray(col), x.shape, 3, 3, stride=2, pad=1), R.col2im(col, x.shape, 3, 3, 2, 1), book)
+
+    pool = Pooling(2, 2, stride=1)  # the book's default stride is 1: overlapping windows
+    y = pool.forward(np.asarray(x))
+    want, arg_max = R.pool_forward(x, 2, 2, 1, 1)
+    check(y, want, book)
+    assert host(pool.arg_max).tolist() == arg_max.tolist()
+    check(pool.x, x, book)
+    dy = rng.standard_normal(want.shape)
+    check(pool.backward(np.asarray(dy)), R.pool_backward(x, dy, 2, 2, 1, 1), book)
 
 
 # --------------------------------------------------------------------------- gradients and networks
