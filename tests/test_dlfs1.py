@@ -411,3 +411,18 @@ def test_book_scripts_run_with_only_their_imports_rewritten():
     assert "=============== Final Test Accuracy ===============" in deep and "=== epoch:1, train acc:" in deep
     grad = run_book("two_layer_net.py", "numpy", XPNET_DTYPE="float64")
     assert float(grad.split("W2:")[1].split()[0]) < 1e-8
+
+
+def test_simple_convnet_script_learns_alike_on_numpy_and_jax():
+    """Chapter 7's SimpleConvNet (an OrderedDict of Convolution, Relu, Pooling, Affine layers and the
+    book's Trainer) on 1x8x8 digits: the same losses on numpy and jax, and they fall."""
+    if not B.installed("jax"):
+        pytest.skip(f"jax is not installed ({B.INSTALL_HINT['jax']})")
+    losses = {}
+    for backend in ("numpy", "jax"):
+        out = run_book("simple_convnet.py", backend, XPNET_EXAMPLE_SAMPLES="200", XPNET_EXAMPLE_EPOCHS="3")
+        losses[backend] = [float(ln.split(":")[1]) for ln in out.splitlines() if ln.startswith("train loss:")]
+        assert "=== epoch:3, train acc:" in out and "test acc:" in out.split("Final Test Accuracy")[1]
+    assert len(losses["numpy"]) == 6
+    numpy.testing.assert_allclose(losses["jax"], losses["numpy"], rtol=1e-5)
+    assert losses["numpy"][-1] < losses["numpy"][0] - 0.1
