@@ -125,6 +125,27 @@ def test_embedding_lists_accumulate_repeated_words(book, rng):
         emb.forward(np.array([0, 4]))
 
 
+def test_readers_negative_sampling_file_runs_on_the_facade(book, rng):
+    """Chapter 4's negative_sampling_layer.py as a reader writes it (tests/book_negative_sampling.py:
+    the facade's Embedding and SigmoidWithLoss, np.random.choice with p) equals the book's maths."""
+    import book_negative_sampling as NS
+
+    np_, t_ = book.np, tolerance(book.be)
+    corpus = np.array([0, 1, 2, 3, 4, 1, 5, 6, 1, 2, 7, 0, 3])
+    W, h, target = rand(rng, 8, 3), rand(rng, 4, 3), np.array([1, 0, 7, 1])
+    np_.random.seed(0)
+    layer = NS.NegativeSamplingLoss(np_.array(W), corpus, power=0.75, sample_size=3)
+    loss = layer.forward(np_.array(h), target)
+    dh = layer.backward()
+    negative = np.asarray(np_.asnumpy(layer.negative))
+    assert negative.shape == (4, 3) and all(len(set(row)) == 3 and t not in row for row, t in zip(negative, target))
+    ref_loss, ref_dh, ref_dW = R.negative_sampling(W, h, target, negative)
+    np.testing.assert_allclose(float(host(loss)), ref_loss, **t_)
+    np.testing.assert_allclose(host(dh), ref_dh, **t_)
+    np.testing.assert_allclose(sum(host(g) for g in layer.grads), ref_dW, **t_)
+    assert all(p is layer.params[0] for p in layer.params)  # one table, as the book's model shares it
+
+
 def test_time_layers_not_in_xpnet_say_so():
     from xpnet.dlfs2 import time_layers
 

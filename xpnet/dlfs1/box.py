@@ -88,7 +88,8 @@ def _host_index(index):
 
 def _raw_index(index, be):
     parts = index if isinstance(index, tuple) else (index,)
-    out = tuple(i.data if type(i) is ndarray else (np.asarray(i) if isinstance(i, list) else i) for i in parts)
+    out = tuple(i.data if type(i) is ndarray else np.asarray(i) if isinstance(i, list) else
+                i.item() if isinstance(i, np.generic) else i for i in parts)
     return out if isinstance(index, tuple) else out[0]
 
 
