@@ -260,7 +260,7 @@ def test_bare_arrays_are_refused_where_updates_would_not_reach_the_layer(book):
         opt.update({"W": bare}, {"W": bare})
 
 
-def test_convolution_and_pooling_keep_the_books_attributes(book):
+def test_convolution_and_pooling_keep_the_books_attributes(book32):
     """Convolution(W, b, stride, pad) and Pooling(ph, pw, stride, pad) equal the book's loops, with
     its attributes in its layouts (col rows (N*OH*OW, C*FH*FW), col_W (C*FH*FW, FN), arg_max per
     output in (N, OH, OW, C) order); util.im2col / col2im are the book's functions."""
@@ -268,27 +268,27 @@ def test_convolution_and_pooling_keep_the_books_attributes(book):
     x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
     conv = Convolution(np.asarray(W), np.asarray(b), stride=2, pad=1)
     out = conv.forward(np.asarray(x))
-    check(out, R.conv_forward(x, W, b, stride=2, pad=1), book)
-    check(conv.x, x, book)
-    check(conv.col, R.im2col(x, 3, 3, 2, 1), book)
-    check(conv.col_W, W.reshape(3, -1).T, book)
+    check(out, R.conv_forward(x, W, b, stride=2, pad=1), book32)
+    check(conv.x, x, book32)
+    check(conv.col, R.im2col(x, 3, 3, 2, 1), book32)
+    check(conv.col_W, W.reshape(3, -1).T, book32)
     dout = rng.standard_normal(out.shape)
     dx, dW, db = R.conv_backward(x, W, dout, stride=2, pad=1)
-    check(conv.backward(np.asarray(dout)), dx, book)
-    check(conv.dW, dW, book)
-    check(conv.db, db, book)
-    check(im2col(np.asarray(x), 3, 3, stride=2, pad=1), R.im2col(x, 3, 3, 2, 1), book)
+    check(conv.backward(np.asarray(dout)), dx, book32)
+    check(conv.dW, dW, book32)
+    check(conv.db, db, book32)
+    check(im2col(np.asarray(x), 3, 3, stride=2, pad=1), R.im2col(x, 3, 3, 2, 1), book32)
     col = rng.standard_normal((2 * 3 * 3, 2 * 9))
-    check(col2im(np.asarray(col), x.shape, 3, 3, stride=2, pad=1), R.col2im(col, x.shape, 3, 3, 2, 1), book)
+    check(col2im(np.asarray(col), x.shape, 3, 3, stride=2, pad=1), R.col2im(col, x.shape, 3, 3, 2, 1), book32)
 
     pool = Pooling(2, 2, stride=1)  # the book's default stride is 1: overlapping windows
     y = pool.forward(np.asarray(x))
     want, arg_max = R.pool_forward(x, 2, 2, 1, 1)
-    check(y, want, book)
+    check(y, want, book32)
     assert host(pool.arg_max).tolist() == arg_max.tolist()
-    check(pool.x, x, book)
+    check(pool.x, x, book32)
     dy = rng.standard_normal(want.shape)
-    check(pool.backward(np.asarray(dy)), R.pool_backward(x, dy, 2, 2, 1, 1), book)
+    check(pool.backward(np.asarray(dy)), R.pool_backward(x, dy, 2, 2, 1, 1), book32)
 
 
 # --------------------------------------------------------------------------- gradients and networks

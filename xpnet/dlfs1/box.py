@@ -41,10 +41,10 @@ def raw(a, be=None):
     array as it is, host data (NumPy arrays, lists) moved to the backend."""
     if type(a) is ndarray:
         return a.data
+    if isinstance(a, np.generic):  # before Python's scalars: a NumPy float64 is also a float
+        return a.item()
     if isinstance(a, _SCALARS):
         return a
-    if isinstance(a, np.generic):
-        return a.item()
     be = be or resolve()
     if library_of(a).name == be.name:
         return a
