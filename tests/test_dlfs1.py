@@ -126,6 +126,12 @@ def test_in_place_idioms_reach_every_holder(book):
     x[1, 0] = 7.5  # numerical_gradient's x[idx] = tmp_val + h
     x[0] = np.asarray(numpy.array([1.0, 1.0]))
     check(x, [[1.0, 1.0], [7.5, 0.0]], book)
+    flat = x.reshape(4)
+    flat[0] = 9.0  # a view where the library writes in place (numpy, torch), else a copy
+    check(x, [[9.0 if book.writes_in_place else 1.0, 1.0], [7.5, 0.0]], book)
+    with pytest.raises(ValueError, match="shape|broadcast"):
+        x -= np.ones((3, 3))  # refused, as NumPy refuses it (a ShapeError on the boxes)
+    check(x[0], [9.0 if book.writes_in_place else 1.0, 1.0], book)
 
 
 def test_add_at_accumulates_repeated_indices(book):

@@ -193,17 +193,16 @@ def _inplace(op, iop):
     def method(self, other):
         be = resolve()
         a, b = self.data, raw(other, be)
+        if not isinstance(b, _SCALARS):
+            _fits(b.shape, a.shape)
         if _writes_in_place(a):
-            if not isinstance(b, _SCALARS):
-                _fits(b.shape, a.shape)
-                if b.dtype != a.dtype:  # NumPy keeps the target's dtype
-                    b = be.xp.astype(b, a.dtype)
+            if not isinstance(b, _SCALARS) and b.dtype != a.dtype:  # NumPy keeps the target's dtype
+                b = be.xp.astype(b, a.dtype)
             iop(a, b)
             return self
         new = op(*common((a, b), be))
         if new.dtype != a.dtype:  # NumPy keeps the target's dtype
             new = be.xp.astype(new, a.dtype)
-        _fits(new.shape, a.shape)
         self.data = materialize(new)
         return self
 
