@@ -98,6 +98,15 @@ def test_np_is_plain_numpy_on_numpy(clean_choice):
     np.random.seed(0)
     w = np.random.randn(3, 4)
     assert type(w) is numpy.ndarray and type(np.dot(w.T, w)) is numpy.ndarray and w.dtype == numpy.float32
+    counts = numpy.array([1, 3, 5])  # NumPy's own functions: NumPy's scalars and dtypes
+    total = np.sum(counts)
+    assert type(total) is numpy.int64 and type(np.sqrt(total)) is numpy.float64 and np.sqrt(total) == 3.0
+    for name in ("max", "min", "prod", "argmax", "argmin"):
+        assert type(getattr(np, name)(counts)) is numpy.int64, name
+    for name in ("mean", "std", "var", "average"):
+        assert type(getattr(np, name)(counts)) is numpy.float64, name
+    assert type(np.all(counts > 0)) is numpy.bool_ and np.exp(counts).dtype == numpy.float64
+    assert np.pad(numpy.ones((2, 2)), 1, mode="reflect").shape == (4, 4)
 
 
 def test_random_seed_gives_the_same_weights_on_every_backend(book):
@@ -158,6 +167,9 @@ def test_np_functions_follow_numpy(book):
     check(x.T.reshape(6), a.T.reshape(6), book)
     check(np.dot(x, x.T), a @ a.T, book)
     assert float(np.sum(x > 0)) == 4 and float(np.sum(x > 0) / 6.0) == pytest.approx(4 / 6)
+    assert float(np.sqrt(np.sum(numpy.array([1, 3])))) == 2.0  # a host integer sum, then sqrt
+    assert np.sqrt(numpy.int64(9)) == 3.0 and float(np.max(numpy.float32(2.5))) == 2.5
+    check(x / np.sqrt(numpy.int64(4)), a / 2, book)  # a NumPy scalar meets the backend's array
 
 
 def test_np_refuses_what_it_does_not_offer(book):
