@@ -21,10 +21,17 @@ def _boxing(be) -> bool:
     return not (be.writes_in_place and be.numpy_methods)
 
 
+_OWN: dict = {}
+
+
 def _own(be):
     """The module of NumPy's own functions for the backend's arrays (numpy itself), or None."""
-    name = library(be.name).numpy_functions
-    return importlib.import_module(name) if name else None
+    try:
+        return _OWN[be.name]
+    except KeyError:
+        name = library(be.name).numpy_functions
+        mod = _OWN[be.name] = importlib.import_module(name) if name else None
+        return mod
 
 
 def numpy_own(name=None):
