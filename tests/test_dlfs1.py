@@ -140,6 +140,8 @@ def test_in_place_idioms_reach_every_holder(book):
     check(x, [[9.0 if book.writes_in_place else 1.0, 1.0], [7.5, 0.0]], book)
     with pytest.raises(ValueError, match="shape|broadcast"):
         x -= np.ones((3, 3))  # refused, as NumPy refuses it (a ShapeError on the boxes)
+    with pytest.raises(ValueError):
+        x[0] = np.ones(3)
     check(x[0], [9.0 if book.writes_in_place else 1.0, 1.0], book)
 
 

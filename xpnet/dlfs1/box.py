@@ -148,6 +148,8 @@ def write_into(x, index, value, be) -> None:
         x[_raw_index(index, be)] = value
     except (TypeError, IndexError, ValueError, NotImplementedError):
         x[...] = set_items(x, index, value, be)
+    except RuntimeError as e:  # torch: a value that does not fit the selection
+        raise ShapeError(f"x[index] = value: {e}") from None
 
 
 def _scalar_like(value, x, xp):
