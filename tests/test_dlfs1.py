@@ -21,6 +21,7 @@ from xpnet import backend as B
 from xpnet.datasets import download as D
 from xpnet.datasets import idx
 from xpnet.dlfs1 import np
+from xpnet.dlfs1.arrays import _boxing, _own
 from xpnet.dlfs1.dataset import load_digits
 from xpnet.dlfs1.dataset.mnist import load_mnist
 from xpnet.dlfs1.functions import (
@@ -35,11 +36,12 @@ from xpnet.dlfs1.functions import (
     step_function,
 )
 from xpnet.dlfs1.gradient import numerical_gradient
-from xpnet.dlfs1.layers import Affine, BatchNormalization, Convolution, Dropout, Relu, SoftmaxWithLoss
+from xpnet.dlfs1.layers import Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
 from xpnet.dlfs1.multi_layer_net import MultiLayerNet
 from xpnet.dlfs1.multi_layer_net_extend import MultiLayerNetExtend
 from xpnet.dlfs1.optimizer import OPTIMIZERS
 from xpnet.dlfs1.trainer import Trainer
+from xpnet.dlfs1.util import col2im, im2col
 from xpnet.errors import BackendMismatchError, ConfigError, DataError, LabelError, ShapeError
 
 BOOKS = Path(__file__).resolve().parent.parent / "examples" / "books"
@@ -76,7 +78,7 @@ def host(x):
 
 def check(actual, expected, be, **kw):
     """``actual`` is what np makes on the row (a box where arrays cannot change), equal to ``expected``."""
-    if be.writes_in_place:
+    if not _boxing(be):
         assert B.namespace(actual) is be.xp
     else:
         assert type(actual) is np.ndarray and B.namespace(actual.data) is be.xp
@@ -96,6 +98,15 @@ def test_np_is_plain_numpy_on_numpy(clean_choice):
     np.random.seed(0)
     w = np.random.randn(3, 4)
     assert type(w) is numpy.ndarray and type(np.dot(w.T, w)) is numpy.ndarray and w.dtype == numpy.float32
+    counts = numpy.array([1, 3, 5])  # NumPy's own functions: NumPy's scalars and dtypes
+    total = np.sum(counts)
+    assert type(total) is numpy.int64 and type(np.sqrt(total)) is numpy.float64 and np.sqrt(total) == 3.0
+    for name in ("max", "min", "prod", "argmax", "argmin"):
+        assert type(getattr(np, name)(counts)) is numpy.int64, name
+    for name in ("mean", "std", "var", "average"):
+        assert type(getattr(np, name)(counts)) is numpy.float64, name
+    assert type(np.all(counts > 0)) is numpy.bool_ and np.exp(counts).dtype == numpy.float64
+    assert np.pad(numpy.ones((2, 2)), 1, mode="reflect").shape == (4, 4)
 
 
 def test_random_seed_gives_the_same_weights_on_every_backend(book):
@@ -124,6 +135,14 @@ def test_in_place_idioms_reach_every_holder(book):
     x[1, 0] = 7.5  # numerical_gradient's x[idx] = tmp_val + h
     x[0] = np.asarray(numpy.array([1.0, 1.0]))
     check(x, [[1.0, 1.0], [7.5, 0.0]], book)
+    flat = x.reshape(4)
+    flat[0] = 9.0  # a view where the library writes in place (numpy, torch), else a copy
+    check(x, [[9.0 if book.writes_in_place else 1.0, 1.0], [7.5, 0.0]], book)
+    with pytest.raises(ValueError, match="shape|broadcast"):
+        x -= np.ones((3, 3))  # refused, as NumPy refuses it (a ShapeError on the boxes)
+    with pytest.raises(ValueError):
+        x[0] = np.ones(3)
+    check(x[0], [9.0 if book.writes_in_place else 1.0, 1.0], book)
 
 
 def test_add_at_accumulates_repeated_indices(book):
@@ -150,13 +169,17 @@ def test_np_functions_follow_numpy(book):
     check(x.T.reshape(6), a.T.reshape(6), book)
     check(np.dot(x, x.T), a @ a.T, book)
     assert float(np.sum(x > 0)) == 4 and float(np.sum(x > 0) / 6.0) == pytest.approx(4 / 6)
+    assert float(np.sqrt(np.sum(numpy.array([1, 3])))) == 2.0  # a host integer sum, then sqrt
+    assert np.sqrt(numpy.int64(9)) == 3.0 and float(np.max(numpy.float32(2.5))) == 2.5
+    check(x / np.sqrt(numpy.int64(4)), a / 2, book)  # a NumPy scalar meets the backend's array
 
 
 def test_np_refuses_what_it_does_not_offer(book):
     with pytest.raises(AttributeError, match="asnumpy"):
         np.fft  # noqa: B018
-    with pytest.raises(ConfigError, match="constant"):
-        np.pad(np.zeros((2, 2)), 1, mode="reflect")
+    if _own(book) is None:  # on numpy, np's functions are NumPy's own (every pad mode)
+        with pytest.raises(ConfigError, match="constant"):
+            np.pad(np.zeros((2, 2)), 1, mode="reflect")
 
 
 # --------------------------------------------------------------------------- functions and layers
@@ -257,15 +280,35 @@ def test_bare_arrays_are_refused_where_updates_would_not_reach_the_layer(book):
         opt.update({"W": bare}, {"W": bare})
 
 
-def test_convolution_comes_from_xpnet_conv_or_says_it_is_missing(clean_choice):
-    W, b = np.ones((1, 1, 3, 3)), np.zeros(1)
-    if importlib.util.find_spec("xpnet.conv") is None:
-        with pytest.raises(ConfigError, match="xpnet.conv"):
-            Convolution(W, b)
-        return
-    conv = Convolution(W, b, stride=1, pad=0)  # the book's call, wired to xpnet.conv
-    out = conv.forward(numpy.ones((1, 1, 4, 4), dtype=numpy.float32))
-    assert out.shape == (1, 1, 2, 2) and numpy.allclose(np.asnumpy(out), 9.0)
+def test_convolution_and_pooling_keep_the_books_attributes(book32):
+    """Convolution(W, b, stride, pad) and Pooling(ph, pw, stride, pad) equal the book's loops, with
+    its attributes in its layouts (col rows (N*OH*OW, C*FH*FW), col_W (C*FH*FW, FN), arg_max per
+    output in (N, OH, OW, C) order); util.im2col / col2im are the book's functions."""
+    rng = numpy.random.default_rng(5)
+    x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    conv = Convolution(np.asarray(W), np.asarray(b), stride=2, pad=1)
+    out = conv.forward(np.asarray(x))
+    check(out, R.conv_forward(x, W, b, stride=2, pad=1), book32)
+    check(conv.x, x, book32)
+    check(conv.col, R.im2col(x, 3, 3, 2, 1), book32)
+    check(conv.col_W, W.reshape(3, -1).T, book32)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = R.conv_backward(x, W, dout, stride=2, pad=1)
+    check(conv.backward(np.asarray(dout)), dx, book32)
+    check(conv.dW, dW, book32)
+    check(conv.db, db, book32)
+    check(im2col(np.asarray(x), 3, 3, stride=2, pad=1), R.im2col(x, 3, 3, 2, 1), book32)
+    col = rng.standard_normal((2 * 3 * 3, 2 * 9))
+    check(col2im(np.asarray(col), x.shape, 3, 3, stride=2, pad=1), R.col2im(col, x.shape, 3, 3, 2, 1), book32)
+
+    pool = Pooling(2, 2, stride=1)  # the book's default stride is 1: overlapping windows
+    y = pool.forward(np.asarray(x))
+    want, arg_max = R.pool_forward(x, 2, 2, 1, 1)
+    check(y, want, book32)
+    assert host(pool.arg_max).tolist() == arg_max.tolist()
+    check(pool.x, x, book32)
+    dy = rng.standard_normal(want.shape)
+    check(pool.backward(np.asarray(dy)), R.pool_backward(x, dy, 2, 2, 1, 1), book32)
 
 
 # --------------------------------------------------------------------------- gradients and networks
@@ -388,3 +431,18 @@ def test_book_scripts_run_with_only_their_imports_rewritten():
     assert "=============== Final Test Accuracy ===============" in deep and "=== epoch:1, train acc:" in deep
     grad = run_book("two_layer_net.py", "numpy", XPNET_DTYPE="float64")
     assert float(grad.split("W2:")[1].split()[0]) < 1e-8
+
+
+def test_simple_convnet_script_learns_alike_on_numpy_and_jax():
+    """Chapter 7's SimpleConvNet (an OrderedDict of Convolution, Relu, Pooling, Affine layers and the
+    book's Trainer) on 1x8x8 digits: the same losses on numpy and jax, and they fall."""
+    if not B.installed("jax"):
+        pytest.skip(f"jax is not installed ({B.INSTALL_HINT['jax']})")
+    losses = {}
+    for backend in ("numpy", "jax"):
+        out = run_book("simple_convnet.py", backend, XPNET_EXAMPLE_SAMPLES="200", XPNET_EXAMPLE_EPOCHS="3")
+        losses[backend] = [float(ln.split(":")[1]) for ln in out.splitlines() if ln.startswith("train loss:")]
+        assert "=== epoch:3, train acc:" in out and "test acc:" in out.split("Final Test Accuracy")[1]
+    assert len(losses["numpy"]) == 6
+    numpy.testing.assert_allclose(losses["jax"], losses["numpy"], rtol=1e-5)
+    assert losses["numpy"][-1] < losses["numpy"][0] - 0.1

@@ -33,6 +33,26 @@ def book(be):
                                 "util": util, "be": be})
 
 
+FLOAT32_ROWS = [r for r in ROWS if r.dtype == "float32" and r.device is None]
+
+
+@pytest.fixture(params=FLOAT32_ROWS, ids=[r.id for r in FLOAT32_ROWS])
+def book32(request):
+    """The facade on each backend in float32 (its default), for tests that wire many layers: their
+    maths is checked on every row in tests/test_sequence.py."""
+    row = request.param
+    if not B.installed(row.backend):
+        pytest.skip(f"{row.backend} is not installed")
+    try:
+        be = B.resolve(row.backend, row.device, row.dtype)
+    except B.BackendUnavailableError as e:
+        pytest.skip(f"{row.backend} cannot run here: {e}")
+    with B.use_backend(be.name, None, be.dtype_name):
+        from xpnet.dlfs2.np import np
+
+        yield type("Book", (), {"np": np, "be": be})
+
+
 def host(a):
     """Any array the facade gives (a box, a backend's array, host data) as float64 host data."""
     from xpnet.dlfs2.arrays import to_host
@@ -125,6 +145,27 @@ def test_embedding_lists_accumulate_repeated_words(book, rng):
         emb.forward(np.array([0, 4]))
 
 
+def test_readers_negative_sampling_file_runs_on_the_facade(book32, rng):
+    """Chapter 4's negative_sampling_layer.py as a reader writes it (tests/book_negative_sampling.py:
+    the facade's Embedding and SigmoidWithLoss, np.random.choice with p) equals the book's maths."""
+    import book_negative_sampling as NS
+
+    np_, t_ = book32.np, tolerance(book32.be)
+    corpus = np.array([0, 1, 2, 3, 4, 1, 5, 6, 1, 2, 7, 0, 3])
+    W, h, target = rand(rng, 8, 3), rand(rng, 4, 3), np.array([1, 0, 7, 1])
+    np_.random.seed(0)
+    layer = NS.NegativeSamplingLoss(np_.array(W), corpus, power=0.75, sample_size=3)
+    loss = layer.forward(np_.array(h), target)
+    dh = layer.backward()
+    negative = np.asarray(np_.asnumpy(layer.negative))
+    assert negative.shape == (4, 3) and all(len(set(row)) == 3 and t not in row for row, t in zip(negative, target))
+    ref_loss, ref_dh, ref_dW = R.negative_sampling(W, h, target, negative)
+    np.testing.assert_allclose(float(host(loss)), ref_loss, **t_)
+    np.testing.assert_allclose(host(dh), ref_dh, **t_)
+    np.testing.assert_allclose(sum(host(g) for g in layer.grads), ref_dW, **t_)
+    assert all(p is layer.params[0] for p in layer.params)  # one table, as the book's model shares it
+
+
 def test_time_layers_not_in_xpnet_say_so():
     from xpnet.dlfs2 import time_layers
 
@@ -135,17 +176,6 @@ def test_time_layers_not_in_xpnet_say_so():
         time_layers.TimeLTSM  # noqa: B018 (a misspelt name)
 
 
-def _recurrent_layers() -> bool:
-    from xpnet.dlfs2 import time_layers
-
-    return "TimeRNN" in time_layers.__all__
-
-
-needs_recurrent = pytest.mark.skipif(not _recurrent_layers(), reason="this xpnet has no xpnet.recurrent.TimeRNN yet "
-                                     "(the sequence layers); the facade's TimeRNN then says so")
-
-
-@needs_recurrent
 def test_time_rnn_lists_carry_state_and_fill_grads_in_place(book, rng):
     from xpnet import recurrent
     from xpnet.dlfs2.time_layers import TimeRNN
@@ -168,6 +198,74 @@ def test_time_rnn_lists_carry_state_and_fill_grads_in_place(book, rng):
     assert not np.allclose(second, host(hs))
     layer.reset_state()
     np.testing.assert_allclose(host(layer.forward(xs)), host(hs), **t_)
+
+
+def _grads_filled(layer, held, want, t_):
+    assert all(a is b for a, b in zip(held, layer.grads))  # the book's grads[i][...] = dW
+    for g, w in zip(held, want):
+        np.testing.assert_allclose(host(g), w, **t_)
+
+
+def test_time_layers_follow_the_book_on_every_backend(book32, rng):
+    """TimeAffine, TimeSoftmaxWithLoss, TimeLSTM, TimeGRU, TimeBiLSTM, TimeDropout and TimeAttention
+    in the book's list form equal the book's loops (tests/reference.py)."""
+    from xpnet.dlfs2 import time_layers as TL
+
+    np_, t_ = book32.np, tolerance(book32.be)
+    N, T, D, H = 2, 3, 4, 3
+    xs, W, b, dout = rand(rng, N, T, D), rand(rng, D, H), rand(rng, H), rand(rng, N, T, H)
+    affine = TL.TimeAffine(np_.array(W), np_.array(b))
+    held = list(affine.grads)
+    np.testing.assert_allclose(host(affine.forward(xs)), xs @ W + b, **t_)
+    np.testing.assert_allclose(host(affine.backward(np_.array(dout))), dout @ W.T, **t_)
+    _grads_filled(affine, held, [xs.reshape(-1, D).T @ dout.reshape(-1, H), dout.sum(axis=(0, 1))], t_)
+
+    ts = np.array([[0, 2, -1], [1, -1, 2]])
+    loss_layer = TL.TimeSoftmaxWithLoss()
+    ref_loss, ref_dx = R.time_softmax_with_loss(dout, ts)
+    np.testing.assert_allclose(float(host(loss_layer.forward(np_.array(dout), ts))), ref_loss, **t_)
+    np.testing.assert_allclose(host(loss_layer.backward()), ref_dx, **t_)
+
+    for gates, cls, ref in ((4, TL.TimeLSTM, R.time_lstm), (3, TL.TimeGRU, R.time_gru)):
+        Wx, Wh, bb = rand(rng, D, gates * H), rand(rng, H, gates * H), rand(rng, gates * H)
+        layer = cls(np_.array(Wx), np_.array(Wh), np_.array(bb))
+        held = list(layer.grads)
+        want = ref(xs, Wx, Wh, bb, dout)
+        np.testing.assert_allclose(host(layer.forward(xs)), want[0], **t_)
+        np.testing.assert_allclose(host(layer.backward(np_.array(dout))), want[-5], **t_)
+        _grads_filled(layer, held, want[-4:-1], t_)
+        np.testing.assert_allclose(host(layer.dh), want[-1], **t_)
+        if gates == 4:
+            np.testing.assert_allclose(host(layer.c), want[1], **t_)
+
+    cells = [rand(rng, *shape) for shape in ((D, 4 * H), (H, 4 * H), (4 * H,))] * 2
+    cells[3:] = [c + 0.5 for c in cells[3:]]
+    bi = TL.TimeBiLSTM(*(np_.array(c) for c in cells))
+    held = list(bi.grads)
+    dbi = rand(rng, N, T, 2 * H)
+    fwd = R.time_lstm(xs, *cells[:3], dbi[:, :, :H])
+    rev = R.time_lstm(xs[:, ::-1], *cells[3:], dbi[:, ::-1, H:])
+    np.testing.assert_allclose(host(bi.forward(xs)), np.concatenate([fwd[0], rev[0][:, ::-1]], axis=2), **t_)
+    np.testing.assert_allclose(host(bi.backward(np_.array(dbi))), fwd[2] + rev[2][:, ::-1], **t_)
+    _grads_filled(bi, held, [*fwd[3:6], *rev[3:6]], t_)
+
+    drop = TL.TimeDropout(dropout_ratio=0.4)
+    np_.random.seed(3)
+    kept = np.random.RandomState(3).rand(N, T, D) > 0.4  # the book's draw from np.random
+    np.testing.assert_allclose(host(drop.forward(xs)), xs * kept / 0.6, **t_)
+    drop.train_flg = False
+    np.testing.assert_allclose(host(drop.forward(xs)), xs, **t_)
+
+    hs_enc, hs_dec, dctx = rand(rng, N, 4, H), rand(rng, N, 2, H), rand(rng, N, 2, H)
+    att = TL.TimeAttention()
+    assert att.params == [] and att.grads == []
+    steps = [R.attention(hs_enc, hs_dec[:, t], dctx[:, t]) for t in range(2)]
+    np.testing.assert_allclose(host(att.forward(np_.array(hs_enc), np_.array(hs_dec))),
+                               np.stack([s[0] for s in steps], axis=1), **t_)
+    np.testing.assert_allclose(host(att.attention_weights[1]), steps[1][1], **t_)
+    dhs_enc, dhs_dec = att.backward(np_.array(dctx))
+    np.testing.assert_allclose(host(dhs_enc), steps[0][2] + steps[1][2], **t_)
+    np.testing.assert_allclose(host(dhs_dec), np.stack([s[3] for s in steps], axis=1), **t_)
 
 
 def test_dropout_mask_is_the_books_draw_from_np_random(book):
@@ -576,19 +674,45 @@ def test_book_scripts_run_with_only_their_imports_rewritten(backend):
         assert final == pytest.approx(float(spiral_losses(1)[0]), abs=1e-4)  # the same network and data
 
 
-@needs_recurrent
-def test_simple_rnnlm_script_gives_the_same_perplexity_on_numpy_and_jax():
-    ppl = {}
-    for backend, epochs in (("numpy", 2), ("jax", 1)):  # jax: one epoch (it compiles every operation once)
-        if not B.installed(backend):
-            pytest.skip(f"{backend} is not installed")
-        out = run_script("train_simple_rnnlm.py", backend, epochs=str(epochs))
-        lines = [x for x in out.splitlines() if x.startswith("| epoch")]
-        assert len(lines) == epochs and all(re.fullmatch(r"\| epoch [12] \|  iter 1 / 19 \| time \d+\[s\] \| "
-                                                    r"perplexity \d+\.\d\d", x) for x in lines)
-        ppl[backend] = [float(x.rsplit(" ", 1)[1]) for x in lines]
-    np.testing.assert_allclose(ppl["jax"], ppl["numpy"][:1], rtol=1e-3)
-    assert ppl["numpy"][1] < ppl["numpy"][0]
+def test_simple_rnnlm_script_prints_the_books_lines_and_learns():
+    out = run_script("train_simple_rnnlm.py", "numpy", epochs="2")
+    lines = [x for x in out.splitlines() if x.startswith("| epoch")]
+    assert len(lines) == 2 and all(re.fullmatch(r"\| epoch [12] \|  iter 1 / 19 \| time \d+\[s\] \| "
+                                                r"perplexity \d+\.\d\d", x) for x in lines)
+    ppl = [float(x.rsplit(" ", 1)[1]) for x in lines]
+    assert ppl[1] < ppl[0]
+
+
+def simple_rnnlm_perplexities(capsys):
+    """The script's SimpleRnnlm (weights made with ``(np.random.randn(V, D) / 100).astype('f')``)
+    trained by RnnlmTrainer for one epoch of 3 iterations on the first 100 words of its corpus."""
+    import importlib.util
+
+    from xpnet.datasets.text import pydoc_corpus
+    from xpnet.dlfs2.np import np as np_
+    from xpnet.dlfs2.optimizer import SGD
+    from xpnet.dlfs2.trainer import RnnlmTrainer
+
+    spec = importlib.util.spec_from_file_location("book_simple_rnnlm", EXAMPLES / "train_simple_rnnlm.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    np_.random.seed(0)
+    corpus = pydoc_corpus(max_words=100)[0]
+    model = script.SimpleRnnlm(int(corpus.max()) + 1, 4, 4)
+    trainer = RnnlmTrainer(model, SGD(0.1))
+    trainer.fit(corpus[:-1], corpus[1:], max_epoch=1, batch_size=5, time_size=5, eval_interval=1)
+    capsys.readouterr()
+    return np.array(trainer.ppl_list)
+
+
+def test_simple_rnnlm_gives_the_same_perplexities_on_every_backend(book32, capsys):
+    """The book's NumPy idioms in the script (``.astype('f')``, ``np.sqrt(D)``, the trainer's
+    ``-=`` on the weights) give numpy's perplexities on each backend, torch included."""
+    got = simple_rnnlm_perplexities(capsys)
+    with B.use_backend("numpy", None, "float32"):
+        want = simple_rnnlm_perplexities(capsys)
+    assert len(want) == 3 and np.all(np.isfinite(want))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
 def test_count_based_script_finds_the_books_neighbours():

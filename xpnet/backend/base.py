@@ -46,6 +46,13 @@ class Library:
     # True where ``x -= y`` and ``x[index] = v`` (any NumPy index: masks, integer arrays) change
     # the array itself, so every holder of ``x`` sees the change (the books' idioms rely on it)
     writes_in_place = True
+    # True where the arrays have NumPy's own methods and attributes (``x.astype('f')``,
+    # ``x.max(axis=1)`` giving an array, ``x.T`` on any rank, ``x.size`` an int, ``x.copy()``),
+    # so that code written for NumPy runs on them unchanged
+    numpy_methods = False
+    # The module whose functions are NumPy's own for these arrays and for host data (``sum`` of
+    # an int array a NumPy integer, ``sqrt`` of it a NumPy float): empty where there is none
+    numpy_functions = ""
 
     # ------------------------------------------------------------------ loading
     def installed(self) -> bool:

@@ -72,6 +72,12 @@ class Backend:
         return library(self.name).writes_in_place
 
     @property
+    def numpy_methods(self) -> bool:
+        """True where this backend's arrays have NumPy's methods (numpy, cupy): code written for
+        NumPy calls ``x.astype('f')``, ``x.max(axis=1)``, ``x.size`` on them unchanged."""
+        return library(self.name).numpy_methods
+
+    @property
     def supports_float64(self) -> bool:
         return supports_float64(self.xp, self.device)
 

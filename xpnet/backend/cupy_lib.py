@@ -66,6 +66,7 @@ class Cupy(Library):
     api_module = "array_api_compat.cupy"
     install = CUPY_INSTALL
     cast = "x.astype(cupy.float32)"
+    numpy_methods = True
     listed_when_installed = False
     compile_summary = "CUDA graph (--compile on only: not yet run on a GPU)"
 

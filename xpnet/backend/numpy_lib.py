@@ -14,6 +14,8 @@ class Numpy(Library):
     api_module = "array_api_compat.numpy"
     install = "pip install numpy"
     cast = "x.astype(np.float32)"
+    numpy_methods = True
+    numpy_functions = "numpy"
 
     def owns(self, x) -> bool:
         return array_api_compat.is_numpy_array(x)

@@ -4,6 +4,9 @@ cannot change in place), its dtypes, and its shape functions (``reshape``, ``con
 
 from __future__ import annotations
 
+import functools
+import importlib
+
 import numpy as _np
 
 from ..backend import dtype_name, library, resolve, to_numpy
@@ -13,7 +16,41 @@ from .box import common, get_items, ndarray, raw
 
 # --------------------------------------------------------------------------- plumbing
 def _boxing(be) -> bool:
-    return not be.writes_in_place
+    """True where ``np`` hands out boxes: the backend's arrays cannot change in place (jax, dask,
+    array_api_strict) or their methods are not NumPy's (torch)."""
+    return not (be.writes_in_place and be.numpy_methods)
+
+
+_OWN: dict = {}
+
+
+def _own(be):
+    """The module of NumPy's own functions for the backend's arrays (numpy itself), or None."""
+    try:
+        return _OWN[be.name]
+    except KeyError:
+        name = library(be.name).numpy_functions
+        mod = _OWN[be.name] = importlib.import_module(name) if name else None
+        return mod
+
+
+def numpy_own(name=None):
+    """Decorate ``fn(be, *args)``: where the backend's library has NumPy's own functions (numpy),
+    the call is NumPy's ``name`` (its scalars, dtypes and results exactly); elsewhere ``fn`` on
+    the chosen backend."""
+
+    def decorate(fn):
+        own_name = name or fn.__name__
+
+        @functools.wraps(fn)
+        def call(*args, **kw):
+            be = resolve()
+            mod = _own(be)
+            return fn(be, *args, **kw) if mod is None else getattr(mod, own_name)(*args, **kw)
+
+        return call
+
+    return decorate
 
 
 def _wrap(x, be):
@@ -70,46 +107,47 @@ def asnumpy(x):
 
 
 # --------------------------------------------------------------------------- shapes
-def reshape(x, shape):
-    be = resolve()
+@numpy_own()
+def reshape(be, x, shape):
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     return _wrap(be.xp.reshape(raw(x, be), shape), be)
 
 
-def ravel(x):
-    return reshape(x, (-1,))
+@numpy_own()
+def ravel(be, x):
+    return _wrap(be.xp.reshape(raw(x, be), (-1,)), be)
 
 
-def transpose(x, axes=None):
-    be = resolve()
+@numpy_own()
+def transpose(be, x, axes=None):
     a = raw(x, be)
     axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(axes)
     return _wrap(be.xp.permute_dims(a, axes), be)
 
 
-def swapaxes(x, axis1, axis2):
-    be = resolve()
+@numpy_own()
+def swapaxes(be, x, axis1, axis2):
     a = raw(x, be)
     axes = list(range(a.ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return _wrap(be.xp.permute_dims(a, tuple(axes)), be)
 
 
-def expand_dims(x, axis):
-    be = resolve()
+@numpy_own()
+def expand_dims(be, x, axis):
     return _wrap(be.xp.expand_dims(raw(x, be), axis=axis), be)
 
 
-def squeeze(x, axis=None):
-    be = resolve()
+@numpy_own()
+def squeeze(be, x, axis=None):
     a = raw(x, be)
     if axis is None:
         axis = tuple(i for i, n in enumerate(a.shape) if n == 1)
     return _wrap(be.xp.squeeze(a, axis=axis), be)
 
 
-def broadcast_to(x, shape):
-    be = resolve()
+@numpy_own()
+def broadcast_to(be, x, shape):
     return _wrap(be.xp.broadcast_to(raw(x, be), tuple(shape)), be)
 
 
@@ -118,47 +156,47 @@ def _many(arrays, be):
     return common(xs, be) if _boxing(be) else xs
 
 
-def concatenate(arrays, axis=0):
-    be = resolve()
+@numpy_own()
+def concatenate(be, arrays, axis=0):
     return _wrap(be.xp.concat(_many(arrays, be), axis=axis), be)
 
 
-def stack(arrays, axis=0):
-    be = resolve()
+@numpy_own()
+def stack(be, arrays, axis=0):
     return _wrap(be.xp.stack(_many(arrays, be), axis=axis), be)
 
 
-def hstack(arrays):
-    be = resolve()
+@numpy_own()
+def hstack(be, arrays):
     xs = _many(arrays, be)
     return _wrap(be.xp.concat(xs, axis=0 if xs[0].ndim == 1 else 1), be)
 
 
-def vstack(arrays):
-    be = resolve()
+@numpy_own()
+def vstack(be, arrays):
     xs = [a if a.ndim > 1 else be.xp.reshape(a, (1, -1)) for a in _many(arrays, be)]
     return _wrap(be.xp.concat(xs, axis=0), be)
 
 
-def repeat(x, repeats, axis=None):
-    be = resolve()
+@numpy_own()
+def repeat(be, x, repeats, axis=None):
     a = raw(x, be)
     if axis is None:
         a, axis = be.xp.reshape(a, (-1,)), 0
     return _wrap(be.xp.repeat(a, repeats, axis=axis), be)
 
 
-def tile(x, reps):
-    be = resolve()
+@numpy_own()
+def tile(be, x, reps):
     return _wrap(be.xp.tile(raw(x, be), (reps,) if isinstance(reps, int) else tuple(reps)), be)
 
 
-def pad(x, pad_width, mode="constant", constant_values=0):
+@numpy_own()
+def pad(be, x, pad_width, mode="constant", constant_values=0):
     """NumPy's ``pad`` in its ``constant`` mode (the books' im2col): blocks of the constant
     concatenated on each side, axis by axis."""
     if mode != "constant":
         raise ConfigError(f"pad supports mode='constant' (what the books use), got mode={mode!r}")
-    be = resolve()
     a = raw(x, be)
     widths = _np.broadcast_to(_np.asarray(pad_width, dtype=_np.int64), (a.ndim, 2))
     for axis, (lo, hi) in enumerate(widths):
@@ -172,8 +210,8 @@ def pad(x, pad_width, mode="constant", constant_values=0):
     return _wrap(a, be)
 
 
-def take(x, indices, axis=None):
-    be = resolve()
+@numpy_own()
+def take(be, x, indices, axis=None):
     a = raw(x, be)
     if axis is None:
         a, axis = be.xp.reshape(a, (-1,)), 0

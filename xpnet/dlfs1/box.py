@@ -1,4 +1,4 @@
-"""The mutable array of :mod:`xpnet.dlfs1.np` on backends whose arrays cannot change in place.
+"""The mutable array of :mod:`xpnet.dlfs1.np` on backends whose arrays do not behave as NumPy's.
 
 The books write in place: ``network.params[key] -= lr * grad[key]`` on a dict whose arrays the
 layers also hold, ``dout[self.mask] = 0``, ``x[idx] = tmp_val + h``. A jax or dask array cannot
@@ -8,8 +8,13 @@ change: ``-=`` builds a new array and rebinds the name, and the layers keep read
 every holder of a NumPy array does. Everything else (arithmetic, comparisons, indexing, the
 methods the books call) returns a new box.
 
-Unlike NumPy, a box made from another (``x[0]``, ``x.reshape(...)``, ``x.T``) is a copy, not a
-view: writing into it leaves the original as it was.
+On a library whose arrays change in place but whose methods are not NumPy's (torch: no
+``astype``, ``max(axis=1)`` a pair, ``size`` a method), the box gives the books NumPy's methods
+and writes into its array itself (``-=``, ``x[index] = v``), as cheaply as the library can; a
+slice or ``reshape`` of it is then a view, as in NumPy.
+
+On jax, dask and array_api_strict, a box made from another (``x[0]``, ``x.reshape(...)``,
+``x.T``) is a copy, not a view: writing into it leaves the original as it was.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ def raw(a, be=None):
     array as it is, host data (NumPy arrays, lists) moved to the backend."""
     if type(a) is ndarray:
         return a.data
+    if isinstance(a, np.generic):  # before Python's scalars: a NumPy float64 is also a float
+        return a.item()
     if isinstance(a, _SCALARS):
         return a
-    if isinstance(a, np.generic):
-        return a.item()
     be = be or resolve()
     if library_of(a).name == be.name:
         return a
@@ -83,7 +88,8 @@ def _host_index(index):
 
 def _raw_index(index, be):
     parts = index if isinstance(index, tuple) else (index,)
-    out = tuple(i.data if type(i) is ndarray else (np.asarray(i) if isinstance(i, list) else i) for i in parts)
+    out = tuple(i.data if type(i) is ndarray else np.asarray(i) if isinstance(i, list) else
+                i.item() if isinstance(i, np.generic) else i for i in parts)
     return out if isinstance(index, tuple) else out[0]
 
 
@@ -132,6 +138,20 @@ def set_items(x, index, value, be):
     return xp.reshape(xp.where(mask, src, flat), tuple(x.shape))
 
 
+def write_into(x, index, value, be) -> None:
+    """``x[index] = value`` in ``x`` itself (a library that writes in place), NumPy's index rules:
+    the library's own indexing, else the functional form copied back into ``x``."""
+    value = raw(value, be)
+    if not isinstance(value, _SCALARS) and value.dtype != x.dtype:
+        value = be.xp.astype(value, x.dtype)
+    try:
+        x[_raw_index(index, be)] = value
+    except (TypeError, IndexError, ValueError, NotImplementedError):
+        x[...] = set_items(x, index, value, be)
+    except RuntimeError as e:  # torch: a value that does not fit the selection
+        raise ShapeError(f"x[index] = value: {e}") from None
+
+
 def _scalar_like(value, x, xp):
     """A Python scalar as a 0-d array of ``x``'s dtype and device (``where`` on every library)."""
     return xp.asarray(value, dtype=x.dtype, device=device(x)) if isinstance(value, _SCALARS) else value
@@ -165,19 +185,41 @@ def _true_divide(a, b):
     return a / b
 
 
-def _inplace(op):
+def _writes_in_place(a) -> bool:
+    """True where ``a``'s library changes arrays in place (torch): the box then writes into its
+    array, as NumPy does, instead of replacing it."""
+    return library_of(a).writes_in_place
+
+
+def _inplace(op, iop):
     def method(self, other):
         be = resolve()
-        new = op(*common((self.data, raw(other, be)), be))
-        if new.dtype != self.data.dtype:  # NumPy keeps the target's dtype
-            new = be.xp.astype(new, self.data.dtype)
-        if tuple(new.shape) != tuple(self.data.shape):
-            raise ShapeError(f"in-place operation: operand of shape {tuple(new.shape)} cannot be written "
-                             f"into an array of shape {tuple(self.data.shape)}")
+        a, b = self.data, raw(other, be)
+        if not isinstance(b, _SCALARS):
+            _fits(b.shape, a.shape)
+        if _writes_in_place(a):
+            if not isinstance(b, _SCALARS) and b.dtype != a.dtype:  # NumPy keeps the target's dtype
+                b = be.xp.astype(b, a.dtype)
+            iop(a, b)
+            return self
+        new = op(*common((a, b), be))
+        if new.dtype != a.dtype:  # NumPy keeps the target's dtype
+            new = be.xp.astype(new, a.dtype)
         self.data = materialize(new)
         return self
 
     return method
+
+
+def _fits(shape, target) -> None:
+    """Refuse an operand that would not broadcast to ``target`` (the array written into)."""
+    try:
+        fits = np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"in-place operation: operand of shape {tuple(shape)} cannot be written "
+                         f"into an array of shape {tuple(target)}")
 
 
 def _axis_args(axis):
@@ -270,9 +312,10 @@ class ndarray(metaclass=_Meta):  # noqa: N801 (NumPy's name, as the books write 
     __lt__, __le__ = _binary(operator.lt), _binary(operator.le)
     __gt__, __ge__ = _binary(operator.gt), _binary(operator.ge)
     __and__, __or__, __xor__ = _binary(operator.and_), _binary(operator.or_), _binary(operator.xor)
-    __iadd__, __isub__ = _inplace(operator.add), _inplace(operator.sub)
-    __imul__, __itruediv__ = _inplace(operator.mul), _inplace(_true_divide)
-    __ipow__ = _inplace(operator.pow)
+    __iadd__, __isub__ = _inplace(operator.add, operator.iadd), _inplace(operator.sub, operator.isub)
+    __imul__ = _inplace(operator.mul, operator.imul)
+    __itruediv__ = _inplace(_true_divide, operator.itruediv)
+    __ipow__ = _inplace(operator.pow, operator.ipow)
 
     def __neg__(self):
         return ndarray(-self.data)
@@ -291,7 +334,11 @@ class ndarray(metaclass=_Meta):  # noqa: N801 (NumPy's name, as the books write 
         return ndarray(get_items(self.data, index, resolve()))
 
     def __setitem__(self, index, value) -> None:
-        self.data = materialize(set_items(self.data, index, value, resolve()))
+        be = resolve()
+        if _writes_in_place(self.data):  # torch: written into the array, views included
+            write_into(self.data, index, value, be)
+        else:
+            self.data = materialize(set_items(self.data, index, value, be))
 
     # ---------------------------------------------------------------- methods the books call
     def _call(self, name, *args, **kw):

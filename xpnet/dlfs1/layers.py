@@ -227,7 +227,9 @@ def _need_conv(name: str) -> None:
 
 
 class Convolution(_Book):
-    """The book's Convolution(W, b, stride=1, pad=0), running ``xpnet.conv.Convolution``."""
+    """The book's Convolution(W, b, stride=1, pad=0), running ``xpnet.conv.Convolution``. After
+    ``forward`` it has the book's ``x``, ``col`` (the windows as rows, (N*OH*OW, C*FH*FW)) and
+    ``col_W`` ((C*FH*FW, FN)); after ``backward``, ``dW`` and ``db``."""
 
     weights = {"W": "W", "b": "b"}
     grad_names = {"dW": "W", "db": "b"}
@@ -237,29 +239,44 @@ class Convolution(_Book):
         self.W, self.b = held(W, "Convolution W"), held(b, "Convolution b")
         self.stride, self.pad = stride, pad
         self.layer = _conv.Convolution(raw(W), raw(b), stride=stride, pad=pad)
-        self.dW = self.db = None
+        self.x = self.dW = self.db = None
 
     def forward(self, x):
-        return self._forward(x)
+        self.x = self._cache(raw(x, resolve()))
+        return self._forward(self.x)
 
-    def __getattr__(self, name):  # the book's caches (x, col, col_W) as the xpnet layer names them
-        if name != "layer" and "layer" in self.__dict__ and hasattr(self.layer, name):
-            return self._cache(getattr(self.layer, name))
-        raise AttributeError(name)
+    @property
+    def col(self):
+        c = self.layer.col  # xpnet keeps (N, C*FH*FW, OH*OW): the book's rows, image by image
+        if c is None:
+            return None
+        xp = resolve().xp
+        return self._cache(xp.reshape(xp.permute_dims(c, (0, 2, 1)), (-1, c.shape[1])))
+
+    @property
+    def col_W(self):  # noqa: N802 (the book's name)
+        return None if self.layer.col_W is None else self._cache(resolve().xp.permute_dims(self.layer.col_W, (1, 0)))
 
 
 class Pooling(_Book):
-    """The book's Pooling(pool_h, pool_w, stride=1, pad=0) (max pooling), running ``xpnet.conv.Pooling``."""
+    """The book's Pooling(pool_h, pool_w, stride=1, pad=0) (max pooling), running
+    ``xpnet.conv.Pooling``. After ``forward`` it has the book's ``x`` and ``arg_max`` (the
+    position of each window's maximum, one per output value in (N, OH, OW, C) order)."""
 
     def __init__(self, pool_h, pool_w, stride=1, pad=0):
         _need_conv("Pooling")
         self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
         self.layer = _conv.Pooling(pool_h, pool_w, stride=stride, pad=pad)
+        self.x = None
 
     def forward(self, x):
-        return self._forward(x)
+        self.x = self._cache(raw(x, resolve()))
+        return self._forward(self.x)
 
-    def __getattr__(self, name):  # x, arg_max
-        if name != "layer" and "layer" in self.__dict__ and hasattr(self.layer, name):
-            return self._cache(getattr(self.layer, name))
-        raise AttributeError(name)
+    @property
+    def arg_max(self):
+        a = self.layer.arg_max  # xpnet keeps (N, C, OH, OW)
+        if a is None:
+            return None
+        xp = resolve().xp
+        return self._cache(xp.reshape(xp.permute_dims(a, (0, 2, 3, 1)), (-1,)))

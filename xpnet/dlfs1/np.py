@@ -38,6 +38,7 @@ from .arrays import (  # noqa: F401 (the shape functions are np's)
     concatenate,
     expand_dims,
     hstack,
+    numpy_own,
     pad,
     ravel,
     repeat,
@@ -146,16 +147,15 @@ _FLOAT_VALUED = {"exp", "log", "sqrt", "tanh", "sin", "cos", "tan", "log1p", "ex
 
 
 def _unary(name, xp_name=None):
-    def fn(x):
-        if isinstance(x, _SCALARS):
-            return getattr(_np, name)(x).item()
-        be = resolve()
+    @numpy_own(name)
+    def fn(be, x):
+        if isinstance(x, (*_SCALARS, _np.generic)):  # NumPy's scalar, as NumPy gives
+            return getattr(_np, name)(x)
         a = raw(x, be)
         if name in _FLOAT_VALUED:
             a = _floating(a, be)
         return _wrap(getattr(be.xp, xp_name or name)(a), be)
 
-    fn.__name__ = name
     return fn
 
 
@@ -168,20 +168,19 @@ isnan, isfinite, isinf = _unary("isnan"), _unary("isfinite"), _unary("isinf")
 logical_not = _unary("logical_not")
 
 
-def _binary(name):
-    def fn(x1, x2):
-        if isinstance(x1, _SCALARS) and isinstance(x2, _SCALARS):
-            return getattr(_np, name)(x1, x2).item()
-        be = resolve()
+def _binary(name, xp_name=None):
+    @numpy_own(name)
+    def fn(be, x1, x2):
+        if isinstance(x1, (*_SCALARS, _np.generic)) and isinstance(x2, (*_SCALARS, _np.generic)):
+            return getattr(_np, name)(x1, x2)
         a, b = raw(x1, be), raw(x2, be)
         if _boxing(be):
             a, b = common((a, b), be)
             a, b = (_scalar(v, b if hasattr(b, "shape") else a, be) for v in (a, b))
         if name == "divide":
             a, b = (v if isinstance(v, _SCALARS) else _floating(v, be) for v in (a, b))
-        return _wrap(getattr(be.xp, name)(a, b), be)
+        return _wrap(getattr(be.xp, xp_name or name)(a, b), be)
 
-    fn.__name__ = name
     return fn
 
 
@@ -193,7 +192,7 @@ def _scalar(v, like, be):
 
 add_, subtract, multiply, divide = _binary("add"), _binary("subtract"), _binary("multiply"), _binary("divide")
 true_divide = divide
-maximum, minimum, power = _binary("maximum"), _binary("minimum"), _binary("pow")
+maximum, minimum, power = _binary("maximum"), _binary("minimum"), _binary("power", "pow")
 equal, not_equal = _binary("equal"), _binary("not_equal")
 greater, greater_equal, less, less_equal = (_binary("greater"), _binary("greater_equal"),
                                            _binary("less"), _binary("less_equal"))
@@ -231,8 +230,8 @@ class _Add:
 add = _Add()
 
 
-def where(condition, x=None, y=None):
-    be = resolve()
+@numpy_own()
+def where(be, condition, x=None, y=None):
     c = raw(condition, be)
     if x is None and y is None:
         return _wrap(tuple(be.xp.nonzero(c)), be)
@@ -244,8 +243,8 @@ def where(condition, x=None, y=None):
     return _wrap(be.xp.where(c, a, b), be)
 
 
-def clip(x, a_min=None, a_max=None):
-    be = resolve()
+@numpy_own()
+def clip(be, x, a_min=None, a_max=None):
     a = raw(x, be)
     lo = None if a_min is None else float(a_min) if _kind(a, be) == "f" else int(a_min)
     hi = None if a_max is None else float(a_max) if _kind(a, be) == "f" else int(a_max)
@@ -253,11 +252,11 @@ def clip(x, a_min=None, a_max=None):
 
 
 # --------------------------------------------------------------------------- reductions
-def sum(x, axis=None, dtype=None, keepdims=False):  # noqa: A001 (NumPy's name)
-    be = resolve()
+@numpy_own()
+def sum(be, x, axis=None, dtype=None, keepdims=False):  # noqa: A001 (NumPy's name)
+    if isinstance(x, (*_SCALARS, _np.generic)):
+        return _np.sum(x)
     a = raw(x, be)
-    if isinstance(a, _SCALARS):
-        return a
     if _kind(a, be) == "b":
         a = be.xp.astype(a, _default_int(be))
     out = be.xp.sum(a, axis=_axis(axis), keepdims=keepdims)
@@ -265,16 +264,15 @@ def sum(x, axis=None, dtype=None, keepdims=False):  # noqa: A001 (NumPy's name)
 
 
 def _reduce(name, floats=False):
-    def fn(x, axis=None, keepdims=False):
-        be = resolve()
+    @numpy_own(name)
+    def fn(be, x, axis=None, keepdims=False):
+        if isinstance(x, (*_SCALARS, _np.generic)):
+            return getattr(_np, name)(x)
         a = raw(x, be)
-        if isinstance(a, _SCALARS):
-            return a
         if floats:
             a = _floating(a, be)
         return _wrap(getattr(be.xp, name)(a, axis=_axis(axis), keepdims=keepdims), be)
 
-    fn.__name__ = name
     return fn
 
 
@@ -283,7 +281,8 @@ max, min, prod = _reduce("max"), _reduce("min"), _reduce("prod")  # noqa: A001 (
 amax, amin = max, min
 
 
-def average(x, axis=None):
+@numpy_own()
+def average(be, x, axis=None):
     """The unweighted ``average`` (the book's gradient check): ``mean``."""
     return mean(x, axis=axis)
 
@@ -291,18 +290,18 @@ def average(x, axis=None):
 all, any = _reduce("all"), _reduce("any")  # noqa: A001 (NumPy's names)
 
 
-def argmax(x, axis=None):
-    be = resolve()
+@numpy_own()
+def argmax(be, x, axis=None):
     return _wrap(be.xp.argmax(raw(x, be), axis=axis), be)
 
 
-def argmin(x, axis=None):
-    be = resolve()
+@numpy_own()
+def argmin(be, x, axis=None):
     return _wrap(be.xp.argmin(raw(x, be), axis=axis), be)
 
 
-def cumsum(x, axis=None):
-    be = resolve()
+@numpy_own()
+def cumsum(be, x, axis=None):
     a = raw(x, be)
     if axis is None:
         a, axis = be.xp.reshape(a, (-1,)), 0
@@ -314,9 +313,9 @@ def allclose(a, b, rtol=1e-5, atol=1e-8) -> bool:
 
 
 # --------------------------------------------------------------------------- linear algebra
-def dot(a, b):
+@numpy_own()
+def dot(be, a, b):
     """NumPy's ``dot``: a matrix (or inner) product, or a product with a scalar."""
-    be = resolve()
     x, y = raw(a, be), raw(b, be)
     if isinstance(x, _SCALARS) or isinstance(y, _SCALARS) or x.ndim == 0 or y.ndim == 0:
         return multiply(a, b)
@@ -325,11 +324,11 @@ def dot(a, b):
     return _wrap(be.xp.matmul(x, y), be)
 
 
-matmul = dot
+matmul = numpy_own("matmul")(dot.__wrapped__)
 
 
-def outer(a, b):
-    be = resolve()
+@numpy_own()
+def outer(be, a, b):
     x, y = raw(a, be), raw(b, be)
     return _wrap(be.xp.reshape(x, (-1, 1)) * be.xp.reshape(y, (1, -1)), be)
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import numpy as _host
 
-from ..errors import ConfigError
+from ..backend import resolve
 from . import np
-from .layers import _conv
+from .arrays import _wrap
+from .box import raw
+from .layers import _conv, _need_conv
 
-if _conv is not None:
-    im2col, col2im = _conv.im2col, _conv.col2im  # the book's names, from xpnet.conv
-else:  # the convolution layers are not part of this xpnet yet
 
-    def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
-        raise ConfigError("im2col needs xpnet.conv (the convolution layers), which this xpnet does not have yet")
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    """The (filter_h, filter_w) windows of (N, C, H, W) images as rows, (N*OH*OW, C*FH*FW):
+    ``xpnet.conv.im2col`` on what ``np`` gives on the chosen backend."""
+    _need_conv("im2col")
+    be = resolve()
+    return _wrap(_conv.im2col(raw(input_data, be), filter_h, filter_w, stride, pad), be)
 
-    def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
-        raise ConfigError("col2im needs xpnet.conv (the convolution layers), which this xpnet does not have yet")
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    """The adjoint of :func:`im2col`: rows added back into an ``input_shape`` array (overlaps add up)."""
+    _need_conv("col2im")
+    be = resolve()
+    return _wrap(_conv.col2im(raw(col, be), input_shape, filter_h, filter_w, stride, pad), be)
 
 
 def smooth_curve(x):

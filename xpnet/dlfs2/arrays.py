@@ -1,9 +1,9 @@
 """How the second book's facade hands the books' arrays to xpnet's layers and back.
 
-The books' NumPy (:mod:`xpnet.dlfs1.np`) gives the chosen backend's own arrays where they change
-in place (numpy, torch, cupy) and mutable boxes (:class:`xpnet.dlfs1.box.ndarray`, the array in
-``.data``) where they cannot (jax, dask, array_api_strict). xpnet's layers work on the backend's
-own arrays. So the facade:
+The books' NumPy (:mod:`xpnet.dlfs1.np`) gives the chosen backend's own arrays where they are
+NumPy's or behave like them (numpy, cupy) and mutable boxes (:class:`xpnet.dlfs1.box.ndarray`,
+the array in ``.data``) elsewhere (torch, jax, dask, array_api_strict). xpnet's layers work on
+the backend's own arrays. So the facade:
 
 - unboxes what it is given (:func:`raw`; host NumPy data is moved to the backend, float data in
   the dtype of the layer's weights: :func:`like`);
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy
 
-from ..backend import resolve
+from ..backend import library_of, resolve
 from ..dlfs1 import np
+from ..dlfs1.arrays import _boxing
 from ..dlfs1.box import ndarray as Box
 from ..dlfs1.box import raw as _raw
 from ..errors import DTypeError
@@ -49,7 +50,7 @@ def out(a):
     """``a`` as the books' NumPy gives results: in a box on backends whose arrays cannot change."""
     if a is None or isinstance(a, (bool, int, float)) or is_box(a):
         return a
-    return a if resolve().writes_in_place else Box(a)
+    return Box(a) if _boxing(resolve()) else a
 
 
 def mutable(a, what: str = "a parameter"):
@@ -58,7 +59,7 @@ def mutable(a, what: str = "a parameter"):
     if is_box(a):
         return a
     be = resolve()
-    if isinstance(a, numpy.ndarray) and be.name == "numpy":
+    if isinstance(a, numpy.ndarray) and library_of(a).name == be.name:
         if a.dtype.kind != "f":
             raise DTypeError(f"{what} must be floating-point, got dtype {a.dtype}; make it with "
                              f"np.random.randn(...) or np.zeros(..., dtype='f')")
@@ -67,9 +68,11 @@ def mutable(a, what: str = "a parameter"):
 
 
 def put(dst, value) -> None:
-    """The book's ``dst[...] = value`` for a whole array: on a box, ``value`` (cast to the box's
-    dtype) simply becomes its contents, with no copy and no evaluation (dask)."""
-    if is_box(dst) and not isinstance(value, (bool, int, float)) and tuple(value.shape) == tuple(dst.shape):
+    """The book's ``dst[...] = value`` for a whole array: on a box of jax or dask, ``value`` (cast to
+    the box's dtype) simply becomes its contents, with no copy and no evaluation (dask); elsewhere
+    it is copied in, as NumPy does."""
+    if is_box(dst) and not library_of(dst.data).writes_in_place and not isinstance(value, (bool, int, float)) \
+            and tuple(value.shape) == tuple(dst.shape):
         a = raw(value)
         dst.data = a if a.dtype == dst.data.dtype else resolve().xp.astype(a, dst.data.dtype)
     else:

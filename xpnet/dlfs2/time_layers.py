@@ -4,7 +4,8 @@ Each layer keeps the book's constructor, ``params`` / ``grads`` lists and call f
 :mod:`xpnet.dlfs2.layers` does; the maths is :mod:`xpnet.sequence`'s and, for the recurrent
 layers, :mod:`xpnet.recurrent`'s: ``TimeEmbedding``, ``TimeAffine``, ``TimeSoftmaxWithLoss``,
 ``TimeDropout`` (the book's ``train_flg`` attribute), ``TimeRNN``, ``TimeLSTM``, ``TimeGRU``
-(``stateful``, ``reset_state``, ``set_state``, ``h``, ``c``, ``dh``) and ``TimeBiLSTM``.
+(``stateful``, ``reset_state``, ``set_state``, ``h``, ``c``, ``dh``), ``TimeBiLSTM`` and chapter 8's
+``TimeAttention`` (:mod:`xpnet.attention`).
 
 A layer whose xpnet class is not in this version of xpnet, and the book's single-step cells
 (``RNN``, ``LSTM``, ``GRU``) and its ``Simple_*`` / ``TimeSigmoidWithLoss`` helpers, are named
@@ -22,7 +23,7 @@ from .layers import _sequence, _Wrapped
 
 BOOK_NAMES = ("RNN", "TimeRNN", "LSTM", "TimeLSTM", "GRU", "TimeGRU", "TimeEmbedding", "TimeAffine",
               "TimeSoftmaxWithLoss", "TimeDropout", "TimeBiLSTM", "TimeSigmoidWithLoss", "Simple_TimeAffine",
-              "Simple_TimeSoftmaxWithLoss")
+              "Simple_TimeSoftmaxWithLoss", "TimeAttention")
 
 
 def _xpnet_class(module: str, name: str):
@@ -157,11 +158,33 @@ class TimeBiLSTM(_Wrapped):
         super().__init__(_built("recurrent", "TimeBiLSTM", *arrays), *arrays)
 
 
+class TimeAttention(_Wrapped):
+    """Chapter 8's attention at every decoder step: ``forward(hs_enc, hs_dec)`` gives the context
+    vectors (N, T_dec, H); ``backward(dout)`` gives ``(dhs_enc, dhs_dec)``; no parameters.
+    ``attention_weights`` holds each step's weights (N, T_enc) after ``forward``."""
+
+    def __init__(self):
+        super().__init__(_built("attention", "TimeAttention"))
+
+    def forward(self, hs_enc, hs_dec):
+        return out(self.layer.forward(raw(hs_enc), raw(hs_dec)))
+
+    def backward(self, dout):
+        dhs_enc, dhs_dec = self.layer.backward(raw(dout))
+        return out(dhs_enc), out(dhs_dec)
+
+    @property
+    def attention_weights(self):
+        weights = self.layer.attention_weights
+        return None if weights is None else [out(a) for a in weights]
+
+
 _PRESENT = {"TimeEmbedding": TimeEmbedding, "TimeAffine": TimeAffine, "TimeSoftmaxWithLoss": TimeSoftmaxWithLoss,
             "TimeDropout": TimeDropout, "TimeRNN": TimeRNN, "TimeLSTM": TimeLSTM, "TimeGRU": TimeGRU,
-            "TimeBiLSTM": TimeBiLSTM}
+            "TimeBiLSTM": TimeBiLSTM, "TimeAttention": TimeAttention}
 _MODULE = {"TimeAffine": "sequence", "TimeSoftmaxWithLoss": "sequence", "TimeDropout": "sequence",
-           "TimeRNN": "recurrent", "TimeLSTM": "recurrent", "TimeGRU": "recurrent", "TimeBiLSTM": "recurrent"}
+           "TimeRNN": "recurrent", "TimeLSTM": "recurrent", "TimeGRU": "recurrent", "TimeBiLSTM": "recurrent",
+           "TimeAttention": "attention"}
 __all__ = [name for name in _PRESENT if name not in _MODULE or _xpnet_class(_MODULE[name], name) is not None]
 PENDING = tuple(name for name in BOOK_NAMES if name not in __all__)
 for _name in PENDING:
