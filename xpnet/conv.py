@@ -241,7 +241,8 @@ class Pooling(Layer):
     def arg_max(self):
         """Each window's first maximum, (N, C, OH, OW), as the book keeps it (None before forward or for avg)."""
         if self._mask is not None:
-            return namespace(self._mask).argmax(self._mask, axis=0)
+            xp = namespace(self._mask)
+            return xp.argmax(xp.astype(self._mask, xp.int8), axis=0)
         return self._arg_max
 
     @arg_max.setter
@@ -266,7 +267,7 @@ class Pooling(Layer):
                 e = (p[j, ...] == m) & ~taken
                 firsts.append(e)
                 taken = taken | e
-            self._mask = xp.astype(xp.stack(firsts), x.dtype)
+            self._mask = xp.stack(firsts)  # bool: a quarter of a float32 mask's memory until backward
             return m
         p, _, _ = _patches(x, self.pool_h, self.pool_w, *self.strides, self.pad)  # (N, C, window, OH, OW)
         if self.mode == "max":
@@ -282,7 +283,7 @@ class Pooling(Layer):
         if self._tiles(self.x_shape):  # the forward's window-first layout, undone
             dp = xp.expand_dims(dout, axis=0)
             if self.mode == "max":
-                dp = dp * self._cached(self._mask)
+                dp = dp * xp.astype(self._cached(self._mask), dout.dtype)
             else:
                 dp = dp * xp.ones((size, 1, 1, 1, 1), dtype=dout.dtype, device=device(dout)) / size
             dp = xp.permute_dims(xp.reshape(dp, (self.pool_h, self.pool_w, n, c, oh, ow)), (2, 3, 4, 0, 5, 1))

@@ -113,7 +113,7 @@ def _cpu_section(args, result: dict, rate: dict) -> None:
                "floor_epoch_s": w.flops() * w.steps_per_epoch / rate["best"],
                "timings": measure(w, cs, args.repeats, 1 if args.quick else 3, result["errors"])}
         del cs
-        if args.memory and w.kind == "mlp":
+        if args.memory and w.kind in ("mlp", "cnn"):
             names = ["numpy textbook", "xpnet[numpy]"] + (["torch native", "xpnet[torch]"]
                                                           if "torch" in result["backends"] else [])
             res["memory"] = {name: memory_of(w.name, name, args.quick, args.threads, args.cores)

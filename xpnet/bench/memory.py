@@ -35,7 +35,7 @@ def memory_child(workload: str, contender: str, quick: bool) -> dict:
     w = WORKLOADS[workload]
     if quick:
         w = quick_workload(w)
-    tiny = Workload(w.name, w.title, w.sizes, w.batch * 3, w.batch)
+    tiny = Workload(w.name, w.title, w.sizes, w.batch * 3, w.batch, kind=w.kind, seq=w.seq)
     Xs, Ts = make_data(tiny)
     c = _make_one(contender, tiny, Xs, Ts)
     c.run(0, 3, 3)
@@ -55,6 +55,15 @@ def memory_child(workload: str, contender: str, quick: bool) -> dict:
 
 
 def _make_one(name: str, w, X, T) -> Contender:
+    if w.kind == "cnn":
+        from .convnet import NumpyConvTextbook, TorchConv, XPNetConv
+
+        makers = {"numpy textbook": NumpyConvTextbook, "torch native": TorchConv}
+        if name.startswith("xpnet["):
+            return XPNetConv(w, X, T, name[6:-1])
+        if name in makers:
+            return makers[name](w, X, T)
+        raise ValueError(f"unknown contender {name!r} for {w.name}")
     if name == "numpy textbook":
         return NumpyTextbook(w, X, T)
     if name == "numpy buffers":
