@@ -15,12 +15,23 @@ results into a table by that id and by test module.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from xpnet import backend as B
+
+# A run started under nohup, or as a background job of a non-interactive shell, ignores SIGHUP or
+# SIGINT, and an ignored signal stays ignored in every child it starts: the CLI runs that the
+# stop-signal tests start would never see the signals they are sent. A handler set here is reset to
+# the default in each child at exec (no pre-exec hook, which forks a process jax has threads in), as
+# a terminal would give it; this process itself still survives a hang-up.
+for _sig, _handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGHUP, lambda *_: None),
+                       (signal.SIGTERM, signal.SIG_DFL)):
+    if signal.getsignal(_sig) is signal.SIG_IGN:
+        signal.signal(_sig, _handler)
 
 # `xpnet train` keeps jax executables in ~/.cache/xpnet/jax; tests (and the CLI runs they start)
 # do not touch the user's cache: tests/test_compile_cache.py gives it temporary folders.

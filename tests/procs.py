@@ -10,19 +10,9 @@ import subprocess
 import sys
 
 
-def _default_stop_signals() -> None:
-    """In the child, before it runs: Ctrl-C, SIGTERM and SIGHUP do what they do from a terminal,
-    even when the test run itself ignores them (started under ``nohup`` or as a background job of a
-    non-interactive shell, which would otherwise pass the ignoring on to every child)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def child(args, **kw):
-    """``subprocess.Popen(args)`` in a new session, with the stop signals at their defaults; on exit
-    the group is killed and reaped."""
-    kw.setdefault("preexec_fn", _default_stop_signals)
+    """``subprocess.Popen(args)`` in a new session; on exit the group is killed and reaped."""
     proc = subprocess.Popen(args, start_new_session=True, **kw)
     try:
         yield proc
