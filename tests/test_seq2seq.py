@@ -110,8 +110,8 @@ def test_generate_is_greedy_decoding_of_the_teacher_forced_scores():
         t = np.concatenate([np.full((N, 1), 2), out], axis=1)
         scores = model.decode(model.encode(be.asarray(x)), be.asarray(t[:, :-1]))
         np.testing.assert_array_equal(np.argmax(B.to_numpy(scores), axis=2), out)
-        per_row = model.generate(be.asarray(x), be.asarray(np.full(N, 2)), 4)  # one start id per question
-        np.testing.assert_array_equal(B.to_numpy(per_row), out)
+        for start in (be.asarray(np.full(N, 2)), np.int64(2)):  # one start id per question; a NumPy int
+            np.testing.assert_array_equal(B.to_numpy(model.generate(be.asarray(x), start, 4)), out)
 
 
 def test_accuracy_counts_only_whole_answers_generated_exactly():
@@ -146,8 +146,11 @@ def test_bad_input_gets_clear_errors():
         model.loss(x, t[:, :1])
     with pytest.raises(ShapeError, match=r"shape \(N, T\)"):
         model.generate(be.asarray(np.zeros((TQ,), np.int64)), 0, 3)
-    with pytest.raises(ConfigError, match="start_id"):
-        model.generate(x, V, 3)
+    for start in (V, -1, 1.0, True, "_"):
+        with pytest.raises(ConfigError, match="start_id"):
+            model.generate(x, start, 3)
+    with pytest.raises(IndexRangeError, match="start_id"):
+        model.generate(x, be.asarray(np.array([0, V])), 3)
     with pytest.raises(ShapeError, match="one id per question"):
         model.generate(x, be.asarray(np.zeros((3,), np.int64)), 3)
     with pytest.raises(ConfigError, match="length"):

@@ -22,6 +22,8 @@ generated exactly. Reversing the questions (the book's ``x[:, ::-1]``) is a data
 
 from __future__ import annotations
 
+import numpy as np
+
 from .attention import TimeAttention
 from .backend import Backend, check_same_backend, device, namespace, resolve, to_numpy
 from .checks import as_rng, is_array, size_arg
@@ -235,17 +237,18 @@ class Seq2seq:
 
     def _start_ids(self, start_id, x, xp):
         ref, N = self.reference_array, x.shape[0]
-        if is_array(start_id):
+        if is_array(start_id) and not isinstance(start_id, np.generic):
             check_same_backend(start_id, ref, "generate start_id")
             if start_id.ndim != 1 or start_id.shape[0] != N:
                 raise ShapeError(f"generate start_id must be one int or one id per question ({N},), got shape "
                                  f"{tuple(start_id.shape)}")
             ids = check_indices(start_id, self.vocab_size, "generate start_id", ref)
             return xp.reshape(xp.astype(ids, x.dtype), (N, 1))
-        if isinstance(start_id, bool) or not isinstance(start_id, int) or not 0 <= start_id < self.vocab_size:
+        if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)) \
+                or not 0 <= start_id < self.vocab_size:
             raise ConfigError(f"generate start_id must be an id in [0, {self.vocab_size - 1}] (the start marker's "
                               f"id, e.g. char_to_id['_']), got {start_id!r}")
-        return xp.full((N, 1), start_id, dtype=x.dtype, device=device(x))
+        return xp.full((N, 1), int(start_id), dtype=x.dtype, device=device(x))
 
     def accuracy(self, x, t, batch_size: int | None = None, check: bool = True) -> float:
         """Fraction of questions whose whole generated answer equals ``t[:, 1:]`` (a Python float).
