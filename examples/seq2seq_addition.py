@@ -2,8 +2,8 @@
 
 The book's settings: Peeky seq2seq, reversed questions, word vectors 16, hidden 128,
 batch 128, Adam (lr 0.001), gradients clipped to a global norm of 5, 25 epochs (with
---dataset date, hidden 256 as in chapter 8). After each
-epoch it prints the fraction of test questions answered exactly (the whole answer right).
+--dataset date, hidden 256 as in chapter 8). After each epoch it prints the fraction of
+test questions answered exactly (the whole answer right).
 
 Run:   python examples/seq2seq_addition.py [--model seq2seq|peeky-seq2seq|attention-seq2seq]
                                            [--dataset addition|date] [--no-reverse]
