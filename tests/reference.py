@@ -350,3 +350,25 @@ def attention(hs, h, dout):
     dhs1 = ds[:, :, None] * h[:, None, :]
     dh = np.sum(ds[:, :, None] * hs, axis=1)
     return c, a, dhs0 + dhs1, dh
+
+
+def seq2seq_loss(p, x, t, kind="seq2seq"):
+    """The book's Seq2seq / PeekySeq2seq / AttentionSeq2seq loss, teacher forced (decoder input
+    ``t[:, :-1]``, target ``t[:, 1:]``), from parameters named as xpnet numbers them: W1 the
+    encoder's embedding, Wx1/Wh1/b1 its LSTM, W2 the decoder's embedding, Wx2/Wh2/b2 its LSTM,
+    W3/b3 the affine layer."""
+    hs = time_lstm(p["W1"][x], p["Wx1"], p["Wh1"], p["b1"], np.zeros((x.shape[0], x.shape[1], p["Wh1"].shape[0])))[0]
+    h = hs[:, -1]
+    xs, ts = t[:, :-1], t[:, 1:]
+    e = p["W2"][xs]
+    peek = np.repeat(h[:, None, :], xs.shape[1], axis=1)
+    if kind == "peeky-seq2seq":
+        e = np.concatenate([peek, e], axis=2)
+    dec = time_lstm(e, p["Wx2"], p["Wh2"], p["b2"], np.zeros(peek.shape), h0=h)[0]
+    if kind == "peeky-seq2seq":
+        dec = np.concatenate([peek, dec], axis=2)
+    elif kind == "attention-seq2seq":
+        zero = np.zeros(h.shape)
+        c = np.stack([attention(hs, dec[:, j], zero)[0] for j in range(dec.shape[1])], axis=1)
+        dec = np.concatenate([c, dec], axis=2)
+    return time_softmax_with_loss(dec @ p["W3"] + p["b3"], ts)[0]

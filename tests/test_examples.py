@@ -122,3 +122,21 @@ def test_mnist_local_with_files_that_are_not_idx_is_a_sentence(tmp_path):
         (tmp_path / name).write_bytes(b"not an IDX file")
     err = run_example("mnist_local.py", tmp_path, tmp_path / "out", status=1)
     assert "not an IDX file" in err and "Traceback" not in err, err
+
+
+def test_seq2seq_addition_example_trains_and_answers(tmp_path):
+    """A short run of the book's addition setting: the loss falls, accuracy is printed per epoch
+    and three questions are answered (the questions printed the right way round)."""
+    env = {"XPNET_EXAMPLE_EPOCHS": "2", "XPNET_EXAMPLE_SIZE": "1280", "XPNET_DATA_DIR": str(tmp_path)}
+    out = run_example("seq2seq_addition.py", env=env)
+    epochs = [line.split() for line in out.splitlines() if line.startswith("epoch")]
+    assert [e[1] for e in epochs] == ["1", "2"], out
+    losses = [float(e[3]) for e in epochs]
+    assert losses[1] < losses[0] and all(0 <= float(e[6].rstrip("%")) <= 100 for e in epochs), out
+    questions = [line for line in out.splitlines() if line.startswith("Q ")]
+    assert len(questions) == 3, out
+    for line in questions:
+        a, b = line[2:].split(" T")[0].strip().split("+")
+        assert line.split(" T")[1].split("->")[0].strip() == str(int(a) + int(b)), line
+    err = run_example("seq2seq_addition.py", "--model", "lstm", env=env, status=2)
+    assert "invalid choice" in err and "Traceback" not in err
