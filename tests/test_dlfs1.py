@@ -402,6 +402,7 @@ def test_load_mnist_offline_names_the_folder_and_the_files(tmp_path, monkeypatch
         load_mnist(data_dir=tmp_path)
     msg = str(e.value)
     assert str(tmp_path) in msg and all(f in msg for f in D.FILES.values())
+    assert "127.0.0.1:9" in msg and "tried:" not in msg  # why the download failed, not an empty list
     assert e.value.__cause__ is None and e.value.__suppress_context__
 
 

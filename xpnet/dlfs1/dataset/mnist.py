@@ -33,6 +33,12 @@ def mnist_available(data_dir=None) -> bool:
     return all(_download._find_local(folder, "mnist", f) is not None for f in _download.FILES.values())
 
 
+def _first_reason(e: DataError) -> str:
+    """The first mirror's failure in the downloader's error (its lines after "tried:"), else its first line."""
+    lines = [line.strip() for line in str(e).splitlines()]
+    return lines[1] if len(lines) > 1 and lines[0].endswith("tried:") else lines[0]
+
+
 def load_mnist(normalize=True, flatten=True, one_hot_label=False, data_dir=None):
     """``((x_train, t_train), (x_test, t_test))``: 60,000 and 10,000 MNIST images as host NumPy."""
     try:
@@ -43,7 +49,7 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, data_dir=None)
         raise DataError(
             f"load_mnist: MNIST is not in {os.fspath(folder)} (nor {os.fspath(folder / 'mnist')}) and could not be "
             f"downloaded. Copy the four files {files} into that folder, or point data_dir / "
-            f"${_download.ENV_DIR} at a folder that has them. ({str(e).splitlines()[0]})"
+            f"${_download.ENV_DIR} at a folder that has them. (The download: {_first_reason(e)})"
         ) from None
     hw = arrays["train_images"].shape[1:]
     return (_format(arrays["train_images"], arrays["train_labels"], hw, 255.0, normalize, flatten, one_hot_label),
