@@ -35,18 +35,20 @@ import numpy as np
 from . import schema as S
 from .atomic import atomic_file, write_atomic  # noqa: F401 (atomic_file: part of this module's API)
 from .backend import DTYPES, Backend, host_dtype, resolve, to_numpy
-from .errors import BackendError, CheckpointError, ConfigError
+from .errors import BackendError, CheckpointError, ConfigError, ShapeError
 from .losses import LOSSES
 from .model import Sequential
 from .optimizers import OPTIMIZERS, Optimizer
 from .registry import LAYER_TYPES, numbered
 from .safetensors_io import is_safetensors, read_safetensors
+from .seq2seq import MODELS as SEQUENCE_MODELS
+from .sequence import TimeSoftmaxWithLoss
 from .schema import META_KEY
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 1
 
-_LOSSES = {cls.__name__: cls for cls in LOSSES.values()}
+_LOSSES = {cls.__name__: cls for cls in (*LOSSES.values(), TimeSoftmaxWithLoss)}
 
 
 # ---------------------------------------------------------------------- save
@@ -77,6 +79,13 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
         raise CheckpointError(
             f"cannot save loss {type(model.loss_layer).__name__}: only {', '.join(_LOSSES)} are known"
         )
+    if getattr(model.loss_layer, "ignore_label", -1) != -1:
+        raise CheckpointError(f"cannot save a TimeSoftmaxWithLoss with ignore_label={model.loss_layer.ignore_label}: "
+                              "checkpoints keep the default -1 only")
+    kind = None if isinstance(model, Sequential) else getattr(model, "kind", None)
+    if not isinstance(model, Sequential) and SEQUENCE_MODELS.get(kind) is not type(model):
+        raise CheckpointError(f"cannot save a {type(model).__name__}: checkpoints hold an xpnet.Sequential or one "
+                              f"of the sequence models {', '.join(SEQUENCE_MODELS)}")
     for entry, layer in zip(layers, model.layers, strict=False):
         if isinstance(getattr(layer, "rng", None), np.random.Generator):
             # MT19937, Philox and SFC64 keep NumPy arrays in their state: store them as lists
@@ -96,6 +105,8 @@ def describe(model: Sequential, optimizer: Optimizer | None = None, meta: dict |
     }
     if getattr(model, "input_shape", None) is not None:  # a model of images: (C, H, W)
         desc["input_shape"] = list(model.input_shape)
+    if kind is not None:  # a sequence model: its class rebuilds it from the layers
+        desc["model"] = kind
     if optimizer is not None:
         slots = [s for s in optimizer.slots]
         desc["optimizer"] = {
@@ -215,6 +226,7 @@ def _validated(desc, arrays: dict, where: str) -> tuple[dict, dict]:
 _HYPER = {
     "lr": S.POSITIVE,
     "weight_decay": S.number(lambda v: v >= 0, "a finite number >= 0"),
+    "clip_norm": S.number(lambda v: v >= 0, "a finite number >= 0 (0: no clipping)"),
     "momentum": S.FRACTION,
     "decay_rate": S.FRACTION,
     "beta1": S.FRACTION,
@@ -284,7 +296,8 @@ _DESCRIPTION = S.fields(
         "optimizer": S.optional(_optimizer),
         "meta": S.kind((dict,), "a JSON object"),
     },
-    {"input_shape": S.list_of(S.integer(1), "one sample's shape: a non-empty list of integers >= 1", min_len=1)},
+    {"input_shape": S.list_of(S.integer(1), "one sample's shape: a non-empty list of integers >= 1", min_len=1),
+     "model": S.one_of(list(SEQUENCE_MODELS))},
 )
 
 
@@ -300,8 +313,15 @@ def _check_arrays(desc: dict, arrays: dict) -> None:
         for name, key in param_keys[i].items():
             want[f"param/{key}"] = p[name]
         width, state = LAYER_TYPES[entry["type"]].check_shapes(p, width, i, entry["config"])
+        if "model" in desc:  # not a chain: each layer is checked alone, then the model's layout
+            width = None
         for name, key in state_keys[i].items():
             want[f"state/{key}"] = state[name]
+    if "model" in desc:
+        try:
+            SEQUENCE_MODELS[desc["model"]].check_layout([e["type"] for e in layers], [e["params"] for e in layers])
+        except (ConfigError, ShapeError) as e:
+            raise S.Invalid(f"the layers do not make a {desc['model']} model: {e}") from None
     for field, prefix in (("params", "param/"), ("state", "state/")):
         names = [k.removeprefix(prefix) for k in want if k.startswith(prefix)]
         if desc[field] != names:
@@ -374,7 +394,10 @@ def load(path, backend: Backend | str | None = None, device: str | None = None, 
         p = {name: put(arrays[f"param/{key}"]) for name, key in pk.items()}
         s = {name: put(arrays[f"state/{key}"]) for name, key in sk.items()}
         layers.append(_build_layer(entry, p, s))
-    model = Sequential(layers, _LOSSES[desc["loss"]](), input_shape=desc.get("input_shape"))
+    if "model" in desc:
+        model = SEQUENCE_MODELS[desc["model"]](*layers)
+    else:
+        model = Sequential(layers, _LOSSES[desc["loss"]](), input_shape=desc.get("input_shape"))
     optimizer = None
     if desc["optimizer"] is not None:
         o = desc["optimizer"]

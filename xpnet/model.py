@@ -107,6 +107,21 @@ def _checked_views(layers: list) -> tuple:
     return views
 
 
+TRAINABLE = ("params", "grads", "state", "layers", "loss_layer", "loss", "backward", "reference_array")
+
+
+def check_trainable(model, who: str) -> None:
+    """Refuse what the trainer and the compiled steps cannot train: a model is an
+    :class:`Sequential` or an object with the same training interface (``TRAINABLE``: the
+    sequence models of :mod:`xpnet.seq2seq` and :mod:`xpnet.lm`), with parameters."""
+    missing = [name for name in TRAINABLE  # looked up without running a property (grads before a backward)
+               if not hasattr(type(model), name) and name not in getattr(model, "__dict__", {})]
+    if missing or not model.params:
+        what = f"it lacks {', '.join(missing)}" if missing else "it has no parameters"
+        raise ConfigError(f"{who} needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...), or a "
+                          f"sequence model such as xpnet.PeekySeq2seq); got {type(model).__name__}: {what}")
+
+
 class Sequential:
     """``layers`` applied in order, then ``loss`` (Softmax-with-Loss by default).
 

@@ -31,11 +31,12 @@ class Optimizer:
     when one changes; a subclass with more lists them all here and nowhere else."""
 
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
-    hyper: tuple[str, ...] = ("lr", "weight_decay")
+    hyper: tuple[str, ...] = ("lr", "weight_decay", "clip_norm")
 
-    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0):
+    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, clip_norm: float = 0.0):
         self.lr = positive_arg("learning rate (lr)", lr)
         self.weight_decay = non_negative_arg("weight_decay", weight_decay)
+        self.clip_norm = non_negative_arg("clip_norm", clip_norm)  # 0: no clipping
         self.state: dict = {"step": 0, **{s: {} for s in self.slots}}
         self._work: dict = {}  # scratch buffers of in-place updates (not state: never saved)
         self._inplace: dict = {}  # key -> (the array seen, whether it is writeable): asked once
@@ -52,6 +53,8 @@ class Optimizer:
         gs = self.check_grads(items, grads)  # all checked before any parameter changes
         self.state["step"] += 1
         xp = namespace(items[0][1])  # once per step: one model, one backend
+        if self.clip_norm:  # the book's clipping by global norm, before the step
+            gs = clip_grads(gs, self.clip_norm)
         for (key, p), g in zip(items, gs):
             if self.weight_decay:
                 g = g + self.weight_decay * p
@@ -137,7 +140,7 @@ class Optimizer:
     def config(self) -> dict:
         """Every hyper-parameter (``hyper``) by name: what a checkpoint saves and what a
         compiled step's cache key holds."""
-        return {name: getattr(self, name) for name in self.hyper}
+        return {name: getattr(self, name) for name in self.hyper if name != "clip_norm" or self.clip_norm}
 
 
 def _holders(params, items) -> dict:
@@ -177,11 +180,11 @@ class Momentum(Optimizer):
     """``v = momentum * v - lr * g``; ``p += v``."""
 
     slots = ("v",)
-    hyper = ("lr", "momentum", "weight_decay")
+    hyper = ("lr", "momentum", "weight_decay", "clip_norm")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, clip_norm: float = 0.0):
         self.momentum = fraction_arg("momentum", momentum)
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, clip_norm)
 
     def delta(self, key, p, g, xp):
         v = self._set("v", key, self.momentum * self._slot("v", key, p, xp) - self.lr * g)
@@ -202,10 +205,10 @@ class AdaGrad(Optimizer):
     """``h += g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
 
     slots = ("h",)
-    hyper = ("lr", "eps", "weight_decay")
+    hyper = ("lr", "eps", "weight_decay", "clip_norm")
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0, clip_norm: float = 0.0):
+        super().__init__(lr, weight_decay, clip_norm)
         self.eps = positive_arg("eps", eps)
 
     def delta(self, key, p, g, xp):
@@ -217,10 +220,11 @@ class RMSprop(Optimizer):
     """``h = decay * h + (1 - decay) * g * g``; ``p -= lr * g / (sqrt(h) + eps)``."""
 
     slots = ("h",)
-    hyper = ("lr", "decay_rate", "eps", "weight_decay")
+    hyper = ("lr", "decay_rate", "eps", "weight_decay", "clip_norm")
 
-    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0,
+                 clip_norm: float = 0.0):
+        super().__init__(lr, weight_decay, clip_norm)
         self.decay_rate = fraction_arg("decay_rate", decay_rate)
         self.eps = positive_arg("eps", eps)
 
@@ -236,11 +240,11 @@ class Adam(Optimizer):
     ``p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``."""
 
     slots = ("m", "v")
-    hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "clip_norm")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-7, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+                 eps: float = 1e-7, weight_decay: float = 0.0, clip_norm: float = 0.0):
+        super().__init__(lr, weight_decay, clip_norm)
         self.beta1 = fraction_arg("beta1", beta1)
         self.beta2 = fraction_arg("beta2", beta2)
         self.eps = positive_arg("eps", eps)

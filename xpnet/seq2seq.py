@@ -62,15 +62,15 @@ class Seq2seq:
     """
 
     kind = "seq2seq"
+    takes_ids = True  # word ids in, word ids as targets: the trainer places and checks them as such
+    in_features = out_features = input_shape = None
+    helper_layers: tuple = ()  # layers without parameters outside ``layers`` (attention)
 
     def __init__(self, enc_embed: TimeEmbedding, enc_lstm: TimeLSTM, dec_embed: TimeEmbedding,
                  dec_lstm: TimeLSTM, dec_affine: TimeAffine):
-        for name, layer, cls in (("enc_embed", enc_embed, TimeEmbedding), ("enc_lstm", enc_lstm, TimeLSTM),
-                                 ("dec_embed", dec_embed, TimeEmbedding), ("dec_lstm", dec_lstm, TimeLSTM),
-                                 ("dec_affine", dec_affine, TimeAffine)):
-            if type(layer) is not cls:
-                raise ConfigError(f"{type(self).__name__} {name} must be an xpnet {cls.__name__}, got "
-                                  f"{type(layer).__name__}")
+        layers = [enc_embed, enc_lstm, dec_embed, dec_lstm, dec_affine]
+        self.check_layout([type(layer).__name__ for layer in layers],
+                          [{k: tuple(v.shape) for k, v in getattr(layer, "params", {}).items()} for layer in layers])
         self.enc_embed, self.enc_lstm = enc_embed, enc_lstm
         self.dec_embed, self.dec_lstm, self.dec_affine = dec_embed, dec_lstm, dec_affine
         self.layers = [enc_embed, enc_lstm, dec_embed, dec_lstm, dec_affine]
@@ -79,7 +79,6 @@ class Seq2seq:
         enc_lstm.stateful, dec_lstm.stateful = False, True
         for e in (enc_embed, dec_embed):
             e.check_indices = False
-        self._check_sizes()
         self.hs = None
 
     # ------------------------------------------------------------------ building
@@ -104,17 +103,32 @@ class Seq2seq:
         """(decoder LSTM input size, affine input size) for word vectors D and hidden size H."""
         return D, H
 
-    def _check_sizes(self) -> None:
-        H, D = self.enc_lstm.H, self.dec_embed.params["W"].shape[1]
-        want = {"encoder LSTM input": (self.enc_lstm.params["Wx"].shape[0], self.enc_embed.params["W"].shape[1]),
-                "decoder hidden size": (self.dec_lstm.H, H),
-                "decoder LSTM input": (self.dec_lstm.params["Wx"].shape[0], self._decoder_sizes(D, H)[0]),
-                "affine input": (self.dec_affine.params["W"].shape[0], self._decoder_sizes(D, H)[1]),
-                "affine output (vocabulary)": (self.dec_affine.params["W"].shape[1], self.vocab_size)}
+    LAYERS = ("enc_embed", TimeEmbedding), ("enc_lstm", TimeLSTM), ("dec_embed", TimeEmbedding), \
+        ("dec_lstm", TimeLSTM), ("dec_affine", TimeAffine)
+
+    @classmethod
+    def check_layout(cls, types: list, shapes: list) -> None:
+        """Refuse layers that do not make this model: ``types`` (class names) and ``shapes``
+        (each layer's parameter shapes) must be the five layers in order, with sizes that fit
+        together (what a checkpoint is checked against before any array is loaded)."""
+        names = [f"{name} ({c.__name__})" for name, c in cls.LAYERS]
+        if len(types) != len(cls.LAYERS):
+            raise ConfigError(f"{cls.__name__} takes five layers, {', '.join(names)}; got {len(types)}")
+        for (name, c), got in zip(cls.LAYERS, types):
+            if got != c.__name__:
+                raise ConfigError(f"{cls.__name__} {name} must be an xpnet {c.__name__}, got {got} (the five "
+                                  f"layers: {', '.join(names)})")
+        emb, enc, demb, dec, aff = (dict(s) for s in shapes)
+        D, H = demb["W"][1], enc["Wh"][0]
+        want = {"encoder LSTM input": (enc["Wx"][0], emb["W"][1]),
+                "decoder hidden size": (dec["Wh"][0], H),
+                "decoder LSTM input": (dec["Wx"][0], cls._decoder_sizes(D, H)[0]),
+                "affine input": (aff["W"][0], cls._decoder_sizes(D, H)[1]),
+                "affine output (vocabulary)": (aff["W"][1], demb["W"][0])}
         bad = [f"{what} is {got}, expected {exp}" for what, (got, exp) in want.items() if got != exp]
         if bad:
-            raise ShapeError(f"{type(self).__name__}'s layers do not fit together: {'; '.join(bad)}. Build it with "
-                             f"{type(self).__name__}.create(vocab_size, wordvec_size, hidden_size)")
+            raise ShapeError(f"{cls.__name__}'s layers do not fit together: {'; '.join(bad)}. Build it with "
+                             f"{cls.__name__}.create(vocab_size, wordvec_size, hidden_size)")
 
     # ------------------------------------------------------------------ what Sequential has
     @property
@@ -168,9 +182,12 @@ class Seq2seq:
                              f"give one answer row per question")
         return x, t
 
-    def check_questions(self, x):
-        return _ids(x, f"{type(self).__name__} questions x", int(self.enc_embed.params["W"].shape[0]),
+    def check_input(self, x, where: str = "questions x"):
+        return _ids(x, f"{type(self).__name__} {where}", int(self.enc_embed.params["W"].shape[0]),
                     self.reference_array)
+
+    def check_questions(self, x):
+        return self.check_input(x)
 
     # ------------------------------------------------------------------ encoder and decoder
     def encode(self, x, train: bool = True):
@@ -201,8 +218,9 @@ class Seq2seq:
         score = self.decode(self.encode(x, train), t[:, :-1], train)
         return self.loss_layer.forward(score, t[:, 1:], check=False)
 
-    def backward(self, dout=1.0) -> None:
-        """Fill every layer's ``grads`` from the last ``loss``."""
+    def backward(self, dout=1.0, input_grad: bool = False) -> None:
+        """Fill every layer's ``grads`` from the last ``loss`` (word ids have no gradient:
+        ``input_grad`` is accepted for the trainer's steps and ignored)."""
         self.encode_backward(self.decode_backward(self.loss_layer.backward(dout)))
 
     def gradient(self, x, t, check: bool = True) -> dict:
@@ -219,30 +237,50 @@ class Seq2seq:
             x = self.check_questions(x)
         xp = namespace(x)
         hs = self.encode(x, train=False)
-        ids = self._start_ids(start_id, x, xp)
+        return self._greedy(hs, self._start_ids(start_id, x, xp, check), length, xp)
+
+    def _greedy(self, hs, ids, length: int, xp):
+        """Greedy decoding from the encoder's states ``hs`` and start ids (N, 1)."""
         self.dec_lstm.set_state(hs[:, -1, :])
-        out = []
+        out, dtype = [], ids.dtype
         for _ in range(length):
             score = self.decode_step(hs, ids)
-            ids = xp.argmax(score[:, -1, :], axis=1)
-            ids = xp.reshape(xp.astype(ids, x.dtype), (-1, 1))
+            ids = xp.reshape(xp.astype(xp.argmax(score[:, -1, :], axis=1), dtype), (-1, 1))
             out.append(ids)
         return xp.concat(out, axis=1)
 
     predict = generate
 
+    def metrics(self, x, t, batch_size: int = 8192):
+        """Mean teacher-forced loss and the fraction of exactly generated answers on ``(x, t)``, as
+        two 0-d arrays (no host sync: what the trainer records each epoch, compiled on jax). The
+        ids are trusted: check them once beforehand (``check_pair``). Each row's answer starts at
+        its own ``t[:, 0]``."""
+        xp = namespace(x)
+        n = x.shape[0]
+        loss_sum = hits = None
+        for i in range(0, n, batch_size):
+            xb, tb = x[i:min(i + batch_size, n), ...], t[i:min(i + batch_size, n), ...]
+            hs = self.encode(xb, train=False)
+            loss = self.loss_layer.forward(self.decode(hs, tb[:, :-1], train=False), tb[:, 1:], check=False)
+            guess = self._greedy(hs, tb[:, :1], tb.shape[1] - 1, xp)
+            right = xp.sum(xp.astype(xp.all(guess == xp.astype(tb[:, 1:], guess.dtype), axis=1), loss.dtype))
+            loss = loss * xb.shape[0]
+            loss_sum, hits = (loss, right) if loss_sum is None else (loss_sum + loss, hits + right)
+        return loss_sum / n, hits / n
+
     def decode_step(self, hs, ids):
         """Scores (N, 1, V) of one decoder step; the LSTM's state carries on from the last step."""
         return self.dec_affine.forward(self.dec_lstm.forward(self.dec_embed.forward(ids, False), False), False)
 
-    def _start_ids(self, start_id, x, xp):
+    def _start_ids(self, start_id, x, xp, check: bool = True):
         ref, N = self.reference_array, x.shape[0]
         if is_array(start_id) and not isinstance(start_id, np.generic):
             check_same_backend(start_id, ref, "generate start_id")
             if start_id.ndim != 1 or start_id.shape[0] != N:
                 raise ShapeError(f"generate start_id must be one int or one id per question ({N},), got shape "
                                  f"{tuple(start_id.shape)}")
-            ids = check_indices(start_id, self.vocab_size, "generate start_id", ref)
+            ids = check_indices(start_id, self.vocab_size, "generate start_id", ref) if check else start_id
             return xp.reshape(xp.astype(ids, x.dtype), (N, 1))
         if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)) \
                 or not 0 <= start_id < self.vocab_size:
@@ -315,6 +353,7 @@ class AttentionSeq2seq(Seq2seq):
     def __init__(self, *layers):
         super().__init__(*layers)
         self.attention = TimeAttention()
+        self.helper_layers = (self.attention,)
 
     @staticmethod
     def _decoder_sizes(D: int, H: int) -> tuple[int, int]:

@@ -56,7 +56,7 @@ import warnings
 
 from ..backend import LIBRARIES, backend_name, library, library_of
 from ..errors import ConfigError
-from ..model import Sequential
+from ..model import Sequential, check_trainable
 from ..optimizers import Optimizer
 from .base import Step, _model_key  # noqa: F401 (part of this package's API)
 from .cache import CACHE_ENV, CACHE_OFF, cache_dir_default, cache_setting, use_cache  # noqa: F401
@@ -76,11 +76,7 @@ def compile_step(model: Sequential, optimizer: Optimizer, warn: bool = True):
     ``step.compiled`` and ``step.reason``. On a backend without a compiler the eager step is
     returned (with a warning unless ``warn=False``), never an error.
     """
-    if not isinstance(model, Sequential) or not model.params:
-        raise ConfigError(
-            "compile_step needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...)), "
-            f"got {type(model).__name__}"
-        )
+    check_trainable(model, "compile_step")
     if not isinstance(optimizer, Optimizer):
         raise ConfigError(f"compile_step needs an xpnet optimizer (e.g. xpnet.SGD(lr=0.1)), got "
                           f"{type(optimizer).__name__}")

@@ -270,7 +270,7 @@ def _traced(step: JaxStep, carry, masks, lr):
         o.lr = saved_lr
         for d, (mask, freeze) in zip(step.dropouts, saved_masks):
             d.mask, d.freeze = mask, freeze
-        for obj in [*m.layers, m.loss_layer, o]:
+        for obj in [*m.layers, m.loss_layer, o, m, *getattr(m, "helper_layers", ())]:
             _drop_tracers(obj, step.jax.core.Tracer)
 
 

@@ -15,11 +15,16 @@ def place(model, data) -> tuple:
     host Dataset (moved and cast once; its labels are checked on the host copies, so no device
     reduction, each one a compile on jax, is spent on them) or a tuple of arrays already there."""
     ref = model.reference_array
+    ids = getattr(model, "takes_ids", False)  # a sequence model: word ids in and out
     if hasattr(data, "x_train"):
         check_fits(model, data)
         host = {"training labels": np.asarray(data.t_train), "test labels": np.asarray(data.t_test)}
-        return (_put(data.x_train, "training features", ref), _put(data.t_train, "training labels", ref),
-                _put(data.x_test, "test features", ref), _put(data.t_test, "test labels", ref), host)
+        placed = [_put(data.x_train, "training features", ref, ids), _put(data.t_train, "training labels", ref),
+                  _put(data.x_test, "test features", ref, ids), _put(data.t_test, "test labels", ref)]
+        if ids:
+            placed[:2] = model.check_pair(*placed[:2])
+            placed[2:] = model.check_pair(*placed[2:])
+        return (*placed, host)
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 4):
         raise ConfigError("data must be a Dataset or a tuple (x_train, t_train[, x_test, t_test]) of arrays, "
                           f"got {type(data).__name__}")
@@ -36,17 +41,23 @@ def place(model, data) -> tuple:
                     f"convert it first, e.g. xpnet.to_backend(numpy.asarray(...), {backend_name(ref)!r})"
                 )
             check_same_backend(a, ref, what)
+    if ids:
+        x_train, t_train = model.check_pair(x_train, t_train)
+        if x_test is not None:
+            x_test, t_test = model.check_pair(x_test, t_test)
+        return x_train, t_train, x_test, t_test, {}
     x_train = model.check_input(x_train, "training features")
     if x_test is not None:
         x_test = model.check_input(x_test, "test features")
     return x_train, t_train, x_test, t_test, {}
 
 
-def _put(a, what: str, ref):
+def _put(a, what: str, ref, ids: bool = False):
     a = np.asarray(a)
-    if what.endswith("labels"):
+    if ids or what.endswith("labels"):
         if a.dtype.kind not in "iub":
-            raise LabelError(f"{what}: expected integer class indices, got dtype {a.dtype}")
+            kind = "word ids" if ids or a.ndim == 2 else "class indices"
+            raise LabelError(f"{what}: expected integer {kind}, got dtype {a.dtype}")
         return from_host_like(a.astype(np.int64), ref)
     if a.dtype.kind != "f":
         raise DTypeError(f"{what}: expected floating-point features, got dtype {a.dtype}")

@@ -17,7 +17,7 @@ from ..checks import optional_size_arg, size_arg
 from ..compile import make_step
 from ..data import Loader
 from ..errors import ConfigError, NonFiniteError
-from ..model import Sequential
+from ..model import Sequential, check_trainable
 from ..optimizers import Optimizer
 from ..outputs import Output, _same_file, claim_output
 from . import placement, rollback, sharding
@@ -53,11 +53,7 @@ class Trainer:
                  out=None, patience: int | None = None, save_every: int | None = None, meta: dict | None = None,
                  log: Callable[[str], None] | None = print, progress: bool | None = None, quiet: bool = False,
                  overwrite: bool = False, resumed_from=None, compile: str = "auto", comm=None):
-        if not isinstance(model, Sequential) or not model.params:
-            raise ConfigError(
-                f"the trainer needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...)); "
-                f"got {type(model).__name__}" + (" with no parameters" if isinstance(model, Sequential) else "")
-            )
+        check_trainable(model, "the trainer")
         if not isinstance(optimizer, Optimizer):
             raise ConfigError(f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam()), got "
                               f"{type(optimizer).__name__}")
