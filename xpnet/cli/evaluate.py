@@ -17,6 +17,10 @@ def cmd_eval(args) -> int:
     from ..train import evaluate
 
     model, meta = load_for_use(args)
+    if getattr(model, "takes_ids", False):
+        from .sequence import evaluate as evaluate_sequence
+
+        return evaluate_sequence(args, model, meta)
     data = dataset_for(args, meta, args.dataset)
     ref = model.reference_array
     x = from_host_like(model.reshape_input(data.x_test).astype(host_dtype(ref.dtype)), ref)

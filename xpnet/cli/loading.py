@@ -16,6 +16,8 @@ def load_for_use(args):
 
     model, _, meta = C.load(args.checkpoint, backend=args.backend, device=args.device, dtype=args.dtype)
     where = f"checkpoint {args.checkpoint!r}"
+    if getattr(model, "takes_ids", False):  # a sequence model: see xpnet.cli.sequence
+        return model, meta
     if not model.weight_matrices():
         raise ConfigError(f"{where} holds a model without weight matrices; eval and predict need a classifier")
     features, classes = model.in_features, model.out_features

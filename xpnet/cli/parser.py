@@ -47,18 +47,25 @@ def _add_train(sub) -> None:
 def _add_model_options(t: argparse.ArgumentParser) -> None:
     """What is trained, and how: the dataset, the model, the optimizer, the epochs."""
     from ..datasets import NAMES, SCALES
+    from ..datasets.seqtasks import TASK_NAMES
     from ..optimizers import OPTIMIZERS
     from ..registry import ACTIVATIONS
     from ..train import CNN_DEFAULTS as CNN
     from ..train import DEFAULTS as d
     from ..train import MODELS
 
-    t.add_argument("--dataset", choices=NAMES, default=None, help=f"default: {d['dataset']}")
+    t.add_argument("--dataset", choices=(*NAMES, *TASK_NAMES), default=None,
+                   help=f"default: {d['dataset']}; addition and date are sequence tasks (the seq2seq models)")
     t.add_argument("--model", choices=MODELS, default=None,
                    help="mlp, or a convolutional network of the book on the dataset's images: simple-cnn "
-                   "(chapter 7), deep-cnn (chapter 8); digits, mnist, fashion-mnist only (default: mlp)")
+                   "(chapter 7), deep-cnn (chapter 8); digits, mnist, fashion-mnist only (default: mlp). "
+                   "seq2seq, peeky-seq2seq, attention-seq2seq: the second book's encoder-decoders, on the "
+                   "sequence tasks addition and date")
     t.add_argument("--hidden", type=hidden_sizes, default=None,
-                   help="mlp: hidden layer sizes, e.g. 256 or 128,64 (default: 256)")
+                   help="mlp: hidden layer sizes, e.g. 256 or 128,64 (default: 256); a sequence model: its "
+                   "one hidden size (default: 128 for addition, 256 for date)")
+    t.add_argument("--reverse", action=argparse.BooleanOptionalAction, default=None,
+                   help="sequence models: reverse the questions, the book's x[:, ::-1] (default: on)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
                    help=f"mlp: default {d['activation']}")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help=f"default: {d['optimizer']}")
@@ -67,7 +74,7 @@ def _add_model_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--weight-decay", type=non_negative_float, default=None, help="L2 weight decay (default: 0)")
     t.add_argument("--epochs", type=positive_int, default=None,
                    help=f"total epochs, counting those before --resume (default: {d['epochs']}; "
-                   f"{CNN['epochs']} for the convolutional networks)")
+                   f"{CNN['epochs']} for the convolutional networks; 25 for addition and 10 for date)")
     t.add_argument("--batch-size", type=positive_int, default=None,
                    help=f"the global batch: split over the ranks under mpiexec (default: {d['batch_size']})")
     t.add_argument("--seed", type=seed, default=None,

@@ -127,6 +127,10 @@ def cmd_predict(args) -> int:
     from ..backend import from_host_like, host_dtype, to_numpy
 
     model, meta = load_for_use(args)
+    if getattr(model, "takes_ids", False):
+        from .sequence import predict as predict_sequence
+
+        return predict_sequence(args, model, meta)
     ref = model.reference_array
     names = meta.get("class_names") or []
     truth = None

@@ -43,7 +43,16 @@ def _mpi_error_line(e: BaseException) -> str:
 
 def usage_problem(args) -> str | None:
     """What makes this ``xpnet train`` command line nonsense (reported as a usage error), or None."""
-    if args.model in (None, "mlp"):
+    from ..errors import ConfigError
+    from ..train import seqbuild
+
+    try:
+        hidden = args.hidden if args.hidden is None or isinstance(args.hidden, list) else [args.hidden]
+        seqbuild.check_given(args.model or "mlp", {"dataset": args.dataset, "hidden": hidden, "scale": args.scale,
+                                                   "activation": args.activation, "reverse": args.reverse})
+    except ConfigError as e:
+        return str(e)
+    if args.model in (None, "mlp") or args.model in seqbuild.SEQUENCE_MODELS:
         return None
     flags = (("--hidden", args.hidden), ("--activation", args.activation))
     extra = [flag for flag, value in flags if value is not None]
@@ -106,10 +115,10 @@ def _train_in(args, comm) -> int:
         batch_size=args.batch_size, seed=args.seed, backend=args.backend, device=args.device, dtype=args.dtype,
         out=out, scale=args.scale, weight_decay=args.weight_decay, patience=args.patience,
         data_dir=args.data_dir, resume=args.resume, save_every=args.save_every, quiet=args.quiet, log=say,
-        overwrite=args.overwrite, compile=args.compile, comm=comm, model=args.model,
+        overwrite=args.overwrite, compile=args.compile, comm=comm, model=args.model, reverse=args.reverse,
     )
     if args.epochs is None:
-        args.epochs = (T.CNN_DEFAULTS if trainer.meta.get("model", "mlp") != "mlp" else T.DEFAULTS)["epochs"]
+        args.epochs = T.default_epochs(trainer.meta)
     if trainer.step.compiled and cache[0] is None and "folder" in cache[1] and (comm is None or comm.rank == 0):
         print(f"xpnet train: note: compiled executables are not kept between runs: {cache[1]}", file=sys.stderr)
     try:
@@ -127,7 +136,10 @@ def _announce(trainer) -> None:
 
     model = trainer.model
     ref = model.reference_array
-    if model.input_shape is None:
+    if getattr(model, "takes_ids", False):
+        reverse = ", reversed questions" if trainer.meta.get("reverse") else ""
+        what = f"{model!r}{reverse}"
+    elif model.input_shape is None:
         sizes = [model.in_features] + [int(W.shape[1]) for W in model.weight_matrices()]
         what = f"{'-'.join(map(str, sizes))} MLP"
     else:
@@ -178,7 +190,7 @@ def _plots(trainer, history) -> list[str]:
     out, written = trainer.out, []
     try:
         written.append(str(plot_history(history, out / "curves.png", title=f"{trainer.meta.get('dataset')}")))
-        if trainer.x_train.shape[1] == 2:
+        if trainer.x_train.shape[1] == 2 and not getattr(trainer.model, "takes_ids", False):
             from ..backend import to_numpy
 
             x, t = to_numpy(trainer.x_train), to_numpy(trainer.t_train)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import functools
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -181,13 +182,66 @@ def load(name: str = "addition.txt", seed: int | None = 1984, data_dir=None, gen
         raise ConfigError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
     lines, source = read_lines(name, data_dir, generate)
     x, t, vocab = encode(lines, name if source == "generated" else source, char_to_id)
-    order = np.arange(x.shape[0])
-    np.random.RandomState(seed).shuffle(order)
-    x, t = x[order], t[order]
-    split_at = x.shape[0] - x.shape[0] // 10
+    x, t, split_at = _shuffled(x, t, seed)
     id_to_char = {i: c for c, i in vocab.items()}
     return ((x[:split_at], t[:split_at]), (x[split_at:], t[split_at:])), vocab, id_to_char
 
 
-__all__ = ["GENERATION_SEED", "SIZE", "START", "TASKS", "encode", "generate_addition", "generate_date",
+def _shuffled(x, t, seed):
+    """``(x, t)`` rows shuffled by ``RandomState(seed)``, and where the last 10% (the test set) start."""
+    order = np.arange(x.shape[0])
+    np.random.RandomState(seed).shuffle(order)
+    return x[order], t[order], x.shape[0] - x.shape[0] // 10
+
+
+@dataclass
+class SequenceData:
+    """A task as the trainer takes it: question ids ``x`` (N, T), reversed when ``reverse``
+    (the book's ``x[:, ::-1]``), answer ids ``t`` (N, T') starting with the start marker's id,
+    and the characters' ids ``char_to_id``."""
+
+    name: str
+    x_train: np.ndarray
+    t_train: np.ndarray
+    x_test: np.ndarray
+    t_test: np.ndarray
+    char_to_id: dict
+    reverse: bool
+    source: str = "generated"
+
+    @property
+    def id_to_char(self) -> dict:
+        return {i: c for c, i in self.char_to_id.items()}
+
+    @property
+    def start_id(self) -> int:
+        return self.char_to_id[START]
+
+    def __repr__(self) -> str:
+        return (f"SequenceData({self.name!r}: train {self.x_train.shape}, test {self.x_test.shape}, "
+                f"{len(self.char_to_id)} characters, reverse={self.reverse})")
+
+
+TASK_NAMES = ("addition", "date")
+
+
+def task(name: str, reverse: bool = True, data_dir=None, seed: int = 1984) -> SequenceData:
+    """Task ``name`` (``addition`` or ``date``) split as :func:`load` splits it, questions reversed
+    when ``reverse``."""
+    if name not in TASK_NAMES:
+        raise ConfigError(f"unknown sequence task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    lines, source = read_lines(f"{name}.txt", data_dir)
+    x, t, vocab = encode(lines, f"{name}.txt" if source == "generated" else source)
+    x, t, at = _shuffled(x, t, seed)
+    if reverse:
+        x = np.ascontiguousarray(x[:, ::-1])
+    return SequenceData(name, x[:at], t[:at], x[at:], t[at:], vocab, bool(reverse), source)
+
+
+def decode(ids, id_to_char: dict) -> list[str]:
+    """Rows of ids as strings (an id with no character is shown as ``?``)."""
+    return ["".join(id_to_char.get(int(i), "?") for i in row) for row in np.asarray(ids)]
+
+
+__all__ = ["GENERATION_SEED", "SIZE", "START", "TASKS", "TASK_NAMES", "SequenceData", "decode", "task", "encode", "generate_addition", "generate_date",
            "generated", "load", "read_lines", "split_line"]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from ..compile import COMPILE_CHOICES, make_step  # noqa: F401
 from ..outputs import CHECKPOINT_NAME, LOCK_NAME, RUN_FILES, Output, claim_fresh_output, claim_output  # noqa: F401
-from .build import CNN_DEFAULTS, DEFAULTS, FIXED_ON_RESUME, MODELS, build, fit
+from .build import CNN_DEFAULTS, DEFAULTS, FIXED_ON_RESUME, MODELS, build, default_epochs, fit
 from .checkpoints import HISTORY_BYTES_PER_EPOCH, PLOT_FILES, checkpoint_bytes  # noqa: F401
 from .early import EarlyStopping
 from .history import COLUMNS, History, evaluate
@@ -52,4 +52,4 @@ from .signals import STOP_SIGNALS, _AgreedStop, _StopSignals  # noqa: F401
 from .trainer import Trainer
 
 __all__ = ["CNN_DEFAULTS", "COLUMNS", "DEFAULTS", "MODELS", "FIXED_ON_RESUME",
-           "EarlyStopping", "History", "Trainer", "build", "evaluate", "fit"]
+           "EarlyStopping", "History", "Trainer", "build", "default_epochs", "evaluate", "fit"]

@@ -14,6 +14,7 @@ from ..cnn import deep_cnn, simple_cnn
 from ..errors import ConfigError
 from ..model import mlp
 from ..optimizers import get_optimizer
+from . import seqbuild
 from .history import History
 from .trainer import Trainer
 
@@ -32,7 +33,7 @@ DEFAULTS = {
 }
 
 
-MODELS = ("mlp", "simple-cnn", "deep-cnn")
+MODELS = ("mlp", "simple-cnn", "deep-cnn", *seqbuild.SEQUENCE_MODELS)
 
 # The convolutional networks' settings per image size: the book's for 28x28 (MNIST); for the 8x8 digits
 # simple-cnn's filters are 3x3 (a 6x6 map, pooled to 3x3) and deep-cnn keeps the book's pads
@@ -47,39 +48,80 @@ CNN_DEFAULTS = {"epochs": 20, "lr": {"simple-cnn": 0.005, "deep-cnn": 0.002}}
 
 # ---------------------------------------------------------------------- one call
 # What a checkpoint fixes for good: a resumed run may not change it (a message says so).
-FIXED_ON_RESUME = ("dataset", "model", "hidden", "activation", "optimizer", "scale", "seed")
+FIXED_ON_RESUME = ("dataset", "model", "hidden", "activation", "optimizer", "scale", "seed", "reverse")
 
 
 def build(dataset: str | None = None, hidden=None, activation: str | None = None, optimizer: str | None = None,
           lr: float | None = None, batch_size: int | None = None, seed: int | None = None, backend=None,
           device: str | None = None, dtype: str | None = None, out=None, scale: str | None = None,
           weight_decay: float | None = None, patience: int | None = None, data_dir=None, resume=None,
-          model: str | None = None, **trainer_options) -> Trainer:
+          model: str | None = None, reverse: bool | None = None, **trainer_options) -> Trainer:
     """A :class:`Trainer` for a model on a named dataset (what ``xpnet train`` runs).
 
     ``model`` is ``"mlp"`` (the default), ``"simple-cnn"`` or ``"deep-cnn"`` (:data:`MODELS`); the
     convolutional networks take the dataset's images (digits 1x8x8, MNIST 1x28x28) and no
-    ``hidden`` or ``activation``.
+    ``hidden`` or ``activation``. The sequence models ``seq2seq``, ``peeky-seq2seq`` and
+    ``attention-seq2seq`` train on the tasks ``addition`` and ``date`` with the book's settings
+    (:mod:`xpnet.train.seqbuild`); ``hidden`` is then their one hidden size and ``reverse``
+    (default True) reverses the questions.
 
     Options left as None take :data:`DEFAULTS`; ``lr`` defaults to 0.002 for Adam and 0.1
     for the SGD family. With ``resume`` (a checkpoint path) the model, optimizer and
     shuffle state come from the file: ``lr``, ``weight_decay``, ``batch_size``, ``dtype``,
     ``backend`` and ``device`` given with it are honoured; ``dataset``, ``hidden``,
-    ``activation``, ``optimizer``, ``scale`` and ``seed`` are fixed by the checkpoint, and
-    giving a different value is a :class:`~xpnet.errors.ConfigError`.
+    ``activation``, ``optimizer``, ``scale``, ``seed`` and ``reverse`` are fixed by the
+    checkpoint, and giving a different value is a :class:`~xpnet.errors.ConfigError`.
 
     Started by an MPI launcher (``mpiexec -n N``), the trainer is one of N data-parallel ranks
     (``comm=None`` turns that off): ``batch_size`` is the global batch and must divide by N, and
     each rank takes the GPU of its local rank unless ``device`` or ``XPNET_DEVICE`` says otherwise.
     """
-    from .. import datasets
-
     given = {"dataset": dataset, "model": model, "hidden": hidden, "activation": activation,
-             "optimizer": optimizer, "scale": scale, "seed": seed}
+             "optimizer": optimizer, "scale": scale, "seed": seed, "reverse": reverse}
     if resume is not None:
         given = _with_checkpoint_settings(given, resume)
     kind = _model_kind(given)
+    sequence = kind in seqbuild.SEQUENCE_MODELS
     seed = size_arg("seed", DEFAULTS["seed"] if given["seed"] is None else given["seed"], least=0)
+    data, meta = seqbuild.load_task(given, data_dir) if sequence else _classes(given, kind, seed, data_dir)
+    opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
+    device = _rank_setup(opts, backend, device, dtype)
+    if batch_size is not None:
+        opts["batch_size"] = batch_size
+    if resume is not None:
+        return Trainer.resume(resume, data, backend=backend, device=device, dtype=dtype, lr=lr,
+                              weight_decay=weight_decay, **opts)
+    defaults = seqbuild.SEQ_DEFAULTS if sequence else DEFAULTS
+    optimizer = defaults["optimizer"] if optimizer is None else optimizer
+    if sequence:
+        net = seqbuild.new_model(kind, data, given, seed, backend, device, dtype, meta)
+    else:
+        net = _classifier(kind, data, given, seed, backend, device, dtype, meta)
+    if lr is None:
+        adam = defaults["lr"] if sequence else CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"])
+        lr = adam if str(optimizer).lower() == "adam" else 0.1
+    clip = seqbuild.SEQ_DEFAULTS["clip_norm"] if sequence else 0.0
+    opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay,
+                        clip_norm=clip)
+    meta.update(optimizer=str(optimizer).lower(), lr=float(lr))
+    if not sequence:
+        meta["scale"] = given["scale"] or DEFAULTS["scale"]
+    opts.setdefault("batch_size", defaults["batch_size"])
+    return Trainer(net, opt, data, seed=seed, **opts)
+
+
+def default_epochs(meta: dict) -> int:
+    """The epochs ``xpnet train`` runs when none are given, for a run of ``meta``."""
+    kind = meta.get("model", "mlp")
+    if kind in seqbuild.SEQUENCE_MODELS:
+        return seqbuild.default_epochs(meta)
+    return (CNN_DEFAULTS if kind != "mlp" else DEFAULTS)["epochs"]
+
+
+def _classes(given: dict, kind: str, seed: int, data_dir) -> tuple:
+    """``(data, meta)`` of a classification dataset, as images for a convolutional network."""
+    from .. import datasets
+
     scale = given["scale"] or DEFAULTS["scale"]
     data = datasets.load(given["dataset"] or DEFAULTS["dataset"], scale=scale, seed=seed, data_dir=data_dir)
     meta = {"dataset": data.name, "scaler": data.scaler.to_json(), "class_names": data.class_names,
@@ -87,7 +129,12 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
     if kind != "mlp":
         data = _as_images(data, kind)
         meta["model"] = kind
-    opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
+    return data, meta
+
+
+def _rank_setup(opts: dict, backend, device, dtype):
+    """Under an MPI launcher (``mpiexec -n N``): the communicator in ``opts`` and this rank's GPU
+    (unless ``device`` or ``XPNET_DEVICE`` says otherwise); returns the device."""
     if "comm" not in opts:  # started by mpiexec: one rank of a data-parallel job
         from ..parallel import world
 
@@ -97,29 +144,21 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
         from ..parallel import gpu_device
 
         device = gpu_device(resolve(backend, None, dtype), opts["comm"].local_rank)
-    if batch_size is not None:
-        opts["batch_size"] = batch_size
-    if resume is not None:
-        return Trainer.resume(resume, data, backend=backend, device=device, dtype=dtype, lr=lr,
-                              weight_decay=weight_decay, **opts)
-    optimizer = DEFAULTS["optimizer"] if optimizer is None else optimizer
+    return device
+
+
+def _classifier(kind: str, data, given: dict, seed: int, backend, device, dtype, meta: dict):
+    """A new MLP or convolutional network for ``data``."""
     if kind == "mlp":
-        hidden = _hidden_list(DEFAULTS["hidden"] if hidden is None else hidden)
-        activation = DEFAULTS["activation"] if activation is None else activation
-        net = mlp([data.num_features, *hidden, data.num_classes], activation, seed=seed, backend=backend,
-                  device=device, dtype=dtype)
+        hidden = _hidden_list(DEFAULTS["hidden"] if given["hidden"] is None else given["hidden"])
+        activation = DEFAULTS["activation"] if given["activation"] is None else given["activation"]
         meta.update(hidden=hidden, activation=str(activation).lower())
-    else:
-        build_cnn = simple_cnn if kind == "simple-cnn" else deep_cnn
-        options = CNN_OPTIONS[kind].get(data.image_shape[-1], {})
-        net = build_cnn(data.image_shape, classes=data.num_classes, seed=seed, backend=backend, device=device,
-                        dtype=dtype, **options)
-    if lr is None:
-        lr = CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"]) if str(optimizer).lower() == "adam" else 0.1
-    opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay)
-    meta.update(optimizer=str(optimizer).lower(), lr=float(lr), scale=scale)
-    opts.setdefault("batch_size", DEFAULTS["batch_size"])
-    return Trainer(net, opt, data, seed=seed, **opts)
+        return mlp([data.num_features, *hidden, data.num_classes], activation, seed=seed, backend=backend,
+                   device=device, dtype=dtype)
+    build_cnn = simple_cnn if kind == "simple-cnn" else deep_cnn
+    options = CNN_OPTIONS[kind].get(data.image_shape[-1], {})
+    return build_cnn(data.image_shape, classes=data.num_classes, seed=seed, backend=backend, device=device,
+                     dtype=dtype, **options)
 
 
 def _model_kind(given: dict) -> str:
@@ -127,6 +166,10 @@ def _model_kind(given: dict) -> str:
     kind = str(given.get("model") or "mlp").lower()
     if kind not in MODELS:
         raise ConfigError(f"unknown model {given['model']!r}; valid models: {', '.join(MODELS)}")
+    seqbuild.check_given(kind, {**given, "hidden": None if given.get("hidden") is None
+                                else _hidden_list(given["hidden"])})
+    if kind in seqbuild.SEQUENCE_MODELS:
+        return kind
     if kind != "mlp":
         extra = [name for name in ("hidden", "activation") if given.get(name) is not None]
         if extra:
@@ -175,7 +218,7 @@ def _hidden_list(hidden) -> list:
 def _fixed_by_checkpoint(desc: dict) -> dict:
     """The run settings a checkpoint fixes (from its meta and its layer list)."""
     meta = desc.get("meta") or {}
-    fixed = {k: meta[k] for k in ("dataset", "activation", "optimizer", "seed") if k in meta}
+    fixed = {k: meta[k] for k in ("dataset", "activation", "optimizer", "seed", "reverse") if k in meta}
     fixed["model"] = meta.get("model", "mlp")
     if "hidden" in meta:
         fixed["hidden"] = list(meta["hidden"])
