@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import weakref
 
-from .backend import constant, dtype_name, is_writeable, materialize, namespace, sub_scaled_
+from .backend import constant, dtype_name, is_writeable, materialize, materialize_all, namespace, sub_scaled_
 from .checks import fraction_arg, non_negative_arg, positive_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .layers import LIVE_LAYERS, check_param
@@ -55,6 +55,7 @@ class Optimizer:
         xp = namespace(items[0][1])  # once per step: one model, one backend
         if self.clip_norm:  # the book's clipping by global norm, before the step
             gs = clip_grads(gs, self.clip_norm)
+        gs = materialize_all(gs)  # a lazy backend computes the step's shared graph once, not once a parameter
         for (key, p), g in zip(items, gs):
             if self.weight_decay:
                 g = g + self.weight_decay * p

@@ -164,6 +164,11 @@ def materialize(x):
     return library_of(x).materialize(x)
 
 
+def materialize_all(arrays: list) -> list:
+    """:func:`materialize` of arrays that share one graph (a step's gradients): computed once."""
+    return library_of(arrays[0]).materialize_all(arrays) if arrays else []
+
+
 # --------------------------------------------------------------------------- checks
 def check_same_backend(x, like, where: str) -> None:
     """Raise a clear error when ``x`` is not on the namespace and device of ``like``."""

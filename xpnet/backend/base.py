@@ -155,6 +155,10 @@ class Library:
         """Cut a lazy library's graph after an update."""
         return x
 
+    def materialize_all(self, arrays: list) -> list:
+        """:meth:`materialize` of arrays that may share a graph, computing it once."""
+        return list(arrays)
+
     def set_items(self, x, index, value):
         """A new array: ``x`` with ``x[index] = value``, leaving ``x`` as it was; None where the
         library has no functional form (the caller then builds one from ``take`` and ``where``)."""

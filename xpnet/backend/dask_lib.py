@@ -32,3 +32,8 @@ class Dask(Library):
 
     def materialize(self, x):
         return x.persist()  # steps do not pile up into one growing graph
+
+    def materialize_all(self, arrays: list) -> list:
+        # one persist for arrays that share a graph (a step's gradients share its forward and
+        # backward): persisted one by one, each would compute the shared part again
+        return list(self.import_module().persist(*arrays))

@@ -46,6 +46,8 @@ def usage_problem(args) -> str | None:
     from ..errors import ConfigError
     from ..train import seqbuild
 
+    if args.resume is not None:
+        return None  # the checkpoint fixes the model; build() refuses a setting that differs from it
     try:
         hidden = args.hidden if args.hidden is None or isinstance(args.hidden, list) else [args.hidden]
         seqbuild.check_given(args.model or "mlp", {"dataset": args.dataset, "hidden": hidden, "scale": args.scale,
