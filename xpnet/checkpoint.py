@@ -41,9 +41,9 @@ from .model import Sequential
 from .optimizers import OPTIMIZERS, Optimizer
 from .registry import LAYER_TYPES, numbered
 from .safetensors_io import is_safetensors, read_safetensors
+from .schema import META_KEY
 from .seq2seq import MODELS as SEQUENCE_MODELS
 from .sequence import TimeSoftmaxWithLoss
-from .schema import META_KEY
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 1

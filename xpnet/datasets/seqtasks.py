@@ -243,5 +243,6 @@ def decode(ids, id_to_char: dict) -> list[str]:
     return ["".join(id_to_char.get(int(i), "?") for i in row) for row in np.asarray(ids)]
 
 
-__all__ = ["GENERATION_SEED", "SIZE", "START", "TASKS", "TASK_NAMES", "SequenceData", "decode", "task", "encode", "generate_addition", "generate_date",
+__all__ = ["GENERATION_SEED", "SIZE", "START", "TASKS", "TASK_NAMES", "SequenceData", "decode", "task",
+           "encode", "generate_addition", "generate_date",
            "generated", "load", "read_lines", "split_line"]
