@@ -36,19 +36,21 @@ from . import schema as S
 from .atomic import atomic_file, write_atomic  # noqa: F401 (atomic_file: part of this module's API)
 from .backend import DTYPES, Backend, host_dtype, resolve, to_numpy
 from .errors import BackendError, CheckpointError, ConfigError, ShapeError
+from .lm import MODELS as LM_MODELS
 from .losses import LOSSES
 from .model import Sequential
 from .optimizers import OPTIMIZERS, Optimizer
 from .registry import LAYER_TYPES, numbered
 from .safetensors_io import is_safetensors, read_safetensors
 from .schema import META_KEY
-from .seq2seq import MODELS as SEQUENCE_MODELS
+from .seq2seq import MODELS as SEQ2SEQ_MODELS
 from .sequence import TimeSoftmaxWithLoss
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 1
 
 _LOSSES = {cls.__name__: cls for cls in (*LOSSES.values(), TimeSoftmaxWithLoss)}
+SEQUENCE_MODELS = {**SEQ2SEQ_MODELS, **LM_MODELS}  # models that are not a chain: rebuilt by their class
 
 
 # ---------------------------------------------------------------------- save

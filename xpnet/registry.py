@@ -148,6 +148,14 @@ def _table_shapes(p: dict, width, i: int, config: dict) -> tuple:
     return p["W"][1], {}
 
 
+def _bias_shapes(p: dict, width, i: int, config: dict) -> tuple:
+    """A tied output layer's b (vocabulary,): its weight is the embedding's table, so what comes in is
+    checked by the model that ties them."""
+    if len(p["b"]) != 1:
+        S.fail(f"layers[{i}].params", "b of shape [vocabulary]", p)
+    return p["b"][0], {}
+
+
 def _cell_shapes(gates: int, suffixes=("",)):
     """Wx [in, gates*H], Wh [H, gates*H], b [gates*H] per direction; out: H per direction."""
 
@@ -274,6 +282,8 @@ for _entry in (
               shapes=_table_shapes),
     LayerType(Q.TimeAffine, params=("W", "b"), build=lambda c, p, s, rng: Q.TimeAffine(p["W"], p["b"]),
               shapes=_matrix_shapes),
+    LayerType(Q.TimeTiedAffine, params=("b",), build=lambda c, p, s, rng: Q.TimeTiedAffine(p["b"]),
+              shapes=_bias_shapes),
     LayerType(Q.TimeDropout, config={"ratio": S.FRACTION}, build=lambda c, p, s, rng: Q.TimeDropout(c["ratio"], rng)),
     *(LayerType(cls, params=("Wx", "Wh", "b"), config=_STATEFUL, shapes=_cell_shapes(cls.gates),
                 build=lambda c, p, s, rng, cls=cls: cls(p["Wx"], p["Wh"], p["b"], c["stateful"]))

@@ -328,6 +328,47 @@ class TimeAffine(Layer):
         return xp.reshape(d @ W.T, x.shape)
 
 
+class TimeTiedAffine(Layer):
+    """:class:`TimeAffine` whose weight is an embedding's table, transposed (weight tying, the
+    book's better RNNLM): ``out = x W_e^T + b`` with ``W_e`` (V, D) the embedding's, so the
+    model has one (V, D) array for both. Its own parameter is ``b``; backward leaves the table's
+    gradient from this layer in ``dW`` (V, D), which the model adds to the embedding's."""
+
+    def __init__(self, b, embedding=None):
+        super().__init__()
+        check_param(b, "TimeTiedAffine b")
+        if b.ndim != 1:
+            raise ShapeError(f"TimeTiedAffine needs b of shape (vocabulary,), got {tuple(b.shape)}")
+        self.params = {"b": b}
+        self.embedding = embedding
+        self.x = self.dW = None
+
+    @property
+    def W(self):
+        """The tied table (V, D), the embedding's own array."""
+        if self.embedding is None:
+            raise CallOrderError("TimeTiedAffine is not tied to an embedding yet: give it one (embedding=...)")
+        return self.embedding.params["W"]
+
+    def forward(self, x, train: bool = True):
+        W = self.W
+        if not is_array(x) or x.ndim != 3 or x.shape[2] != W.shape[1]:
+            raise ShapeError(f"TimeTiedAffine expects input of shape (N, T, {W.shape[1]}), got "
+                             f"{tuple(getattr(x, 'shape', ())) if is_array(x) else type(x).__name__}")
+        xp = namespace(x)
+        self.x = x
+        out = xp.reshape(x, (-1, W.shape[1])) @ W.T + self.params["b"]
+        return xp.reshape(out, (x.shape[0], x.shape[1], W.shape[0]))
+
+    def backward(self, dout):
+        xp = namespace(dout)
+        x, W = self._cached(self.x), self.W
+        d = xp.reshape(dout, (-1, W.shape[0]))
+        self.dW = d.T @ xp.reshape(x, (-1, W.shape[1]))
+        self.grads["b"] = xp.sum(d, axis=0)
+        return xp.reshape(d @ W, x.shape)
+
+
 class TimeSoftmaxWithLoss:
     """Softmax with cross-entropy at every time step, averaged over the counted steps.
 
@@ -396,7 +437,9 @@ class TimeSoftmaxWithLoss:
 class TimeDropout(Layer):
     """The book's inverted dropout: training ``x * mask / (1 - ratio)`` with each unit kept when
     its uniform draw exceeds ``ratio``; evaluation passes ``x`` unchanged. Backward multiplies by
-    the same scaled mask. The mask is drawn on the host from ``rng`` (the same on every backend)."""
+    the same scaled mask. The mask is drawn on the host from ``rng`` (the same on every backend);
+    ``freeze``, ``draw_mask`` and ``rows`` are :class:`~xpnet.Dropout`'s (a compiled step passes
+    the masks in; data-parallel ranks keep their rows of one global mask)."""
 
     def __init__(self, ratio: float = 0.5, rng=None):
         super().__init__()
@@ -406,14 +449,26 @@ class TimeDropout(Layer):
         self.ratio = ratio
         self.rng = as_rng(rng)
         self.mask = None
+        self.freeze = False
+        self.rows = None  # (lo, hi, total), as Dropout's
 
     def forward(self, x, train: bool = True):
         if not train:
             self.mask = None
             return x
-        keep = self.rng.random(tuple(x.shape)) > self.ratio
-        self.mask = from_host_like((keep * (1.0 / (1.0 - self.ratio))).astype(host_dtype(x.dtype)), x)
+        if not (self.freeze and self.mask is not None and self.mask.shape == x.shape):
+            self.mask = from_host_like(self.draw_mask(tuple(x.shape), host_dtype(x.dtype)), x)
         return x * self.mask
+
+    def draw_mask(self, shape: tuple, dtype) -> np.ndarray:
+        """The next scaled mask, on the host: ``1 / (1 - ratio)`` keeps a unit, 0 drops it."""
+        total = shape if self.rows is None else (self.rows[2], *shape[1:])
+        if self.rows is not None and shape[0] != self.rows[1] - self.rows[0]:
+            raise ShapeError(f"TimeDropout was told it holds rows {self.rows[0]}:{self.rows[1]} of a batch of "
+                             f"{self.rows[2]}, but its input has {shape[0]} rows")
+        keep = self.rng.random(total) > self.ratio
+        keep = keep if self.rows is None else keep[self.rows[0]:self.rows[1]]
+        return (keep * (1.0 / (1.0 - self.ratio))).astype(dtype)
 
     def backward(self, dout):
         return dout if self.mask is None else dout * self.mask

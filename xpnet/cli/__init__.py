@@ -34,12 +34,14 @@ from .output import (  # noqa: F401 (the exit statuses are part of this module's
 )
 from .parser import build_parser
 from .predict import PREDICT_TEST_SAMPLES, cmd_predict  # noqa: F401 (PREDICT_TEST_SAMPLES: API)
+from .sequence import cmd_generate
 from .train import cmd_train, usage_problem
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED",
            "EXIT_TERMINATED", "EXIT_HANGUP", "EXIT_CLOSED_PIPE", "PREDICT_TEST_SAMPLES"]
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info, "export": cmd_export}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info,
+            "export": cmd_export}
 
 
 def cmd_bench(argv: list[str]) -> int:

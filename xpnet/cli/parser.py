@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_predict(sub)
+    _add_generate(sub)
     i = sub.add_parser("info", help="xpnet version and every backend: installed? version, devices, float64")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_export(sub)
@@ -53,17 +54,19 @@ def _add_model_options(t: argparse.ArgumentParser) -> None:
     from ..train import CNN_DEFAULTS as CNN
     from ..train import DEFAULTS as d
     from ..train import MODELS
+    from ..train.seqbuild import CORPORA
 
-    t.add_argument("--dataset", choices=(*NAMES, *TASK_NAMES), default=None,
-                   help=f"default: {d['dataset']}; addition and date are sequence tasks (the seq2seq models)")
+    t.add_argument("--dataset", choices=(*NAMES, *TASK_NAMES, *CORPORA), default=None,
+                   help=f"default: {d['dataset']}; addition and date are sequence tasks (the seq2seq models), "
+                   "ptb and pydoc (offline) text corpora (--model lstm-lm)")
     t.add_argument("--model", choices=MODELS, default=None,
                    help="mlp, or a convolutional network of the book on the dataset's images: simple-cnn "
                    "(chapter 7), deep-cnn (chapter 8); digits, mnist, fashion-mnist only (default: mlp). "
                    "seq2seq, peeky-seq2seq, attention-seq2seq: the second book's encoder-decoders, on the "
-                   "sequence tasks addition and date")
+                   "sequence tasks addition and date; lstm-lm: its LSTM language model, on ptb or pydoc")
     t.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="mlp: hidden layer sizes, e.g. 256 or 128,64 (default: 256); a sequence model: its "
-                   "one hidden size (default: 128 for addition, 256 for date)")
+                   "one hidden size (default: 128 for addition, 256 for date, 650 for ptb, 200 for pydoc)")
     t.add_argument("--reverse", action=argparse.BooleanOptionalAction, default=None,
                    help="sequence models: reverse the questions, the book's x[:, ::-1] (default: on)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
@@ -148,6 +151,19 @@ def _add_predict(sub) -> None:
     )
     p.add_argument("--data-dir", type=folder, default=None, help="folder of local MNIST files (as for train)")
     _add_backend_options(p, "the checkpoint's")
+
+
+def _add_generate(sub) -> None:
+    g = sub.add_parser("generate", help="text sampled from a language model's checkpoint (xpnet train --model lstm-lm)",
+                       description="Sample words one at a time from a language model: each next word is drawn "
+                       "from the softmax of its scores, seeded. <eos> ends a line.")
+    g.add_argument("checkpoint")
+    g.add_argument("--start", default="the", help="the first word(s), separated by spaces (default: the)")
+    g.add_argument("--length", type=positive_int, default=100, help="words to sample (default: 100)")
+    g.add_argument("--seed", type=seed, default=0, help="seeds the sampling (default: 0)")
+    g.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="divides the scores before the softmax: below 1 likelier words, above 1 rarer (default: 1)")
+    _add_backend_options(g, "the checkpoint's")
 
 
 def _add_export(sub) -> None:

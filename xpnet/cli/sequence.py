@@ -1,5 +1,6 @@
-"""``xpnet eval`` and ``xpnet predict`` for the sequence models: exact answers of a seq2seq model
-on its task's test questions, and the answers it generates for questions in a text file."""
+"""The sequence models on the command line: ``xpnet eval`` and ``xpnet predict`` of a seq2seq
+model (exact answers on its task's test questions; answers to questions in a text file) and of a
+language model (test perplexity), and ``xpnet generate`` (text sampled from a language model)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,28 @@ from ..errors import CheckpointError, ConfigError, DataError
 from .output import say
 
 
+def check_lm_meta(model, meta: dict, where: str) -> dict:
+    """``meta`` of a language model's checkpoint, with its words checked against the model."""
+    from ..train.seqbuild import CORPORA
+
+    words = meta.get("words")
+    if not isinstance(words, list) or len(words) != model.vocab_size or len(set(words)) != len(words) \
+            or not all(isinstance(w, str) and w for w in words):
+        raise CheckpointError(f"{where}: its words are {str(words)[:80]}; expected {model.vocab_size} different "
+                              f"words, one per row of the model's table")
+    if meta.get("dataset") not in CORPORA or not isinstance(meta.get("time_size"), int) or meta["time_size"] < 1:
+        raise CheckpointError(f"{where}: a language model's checkpoint names its corpus ({', '.join(CORPORA)}) and "
+                              f"window length; got dataset={meta.get('dataset')!r}, "
+                              f"time_size={meta.get('time_size')!r}")
+    return meta
+
+
 def check_meta(model, meta: dict, where: str) -> dict:
     """``meta`` of a sequence model's checkpoint, with its characters checked against the model."""
     from ..datasets.seqtasks import START, TASK_NAMES
 
+    if getattr(model, "reports_perplexity", False):
+        return check_lm_meta(model, meta, where)
     vocab = meta.get("char_to_id")
     if (not isinstance(vocab, dict) or len(vocab) != model.vocab_size or START not in vocab
             or sorted(vocab.values()) != list(range(model.vocab_size))
@@ -42,21 +61,70 @@ def task_for(args, meta: dict, where: str):
     return data
 
 
+def corpus_for(args, meta: dict, where: str):
+    """The language model's corpus in windows, with the same words as in training."""
+    from ..datasets.text import language_data
+    from ..train.seqbuild import CorpusData
+
+    if getattr(args, "dataset", None) not in (None, meta["dataset"]):
+        raise ConfigError(f"{where} was trained on {meta['dataset']}; its word ids are that corpus's: leave out "
+                          f"--dataset")
+    data = CorpusData(meta["dataset"], *language_data(meta["dataset"], meta["time_size"], args.data_dir))
+    if data.words != meta["words"]:
+        raise DataError(f"the {meta['dataset']} corpus found now has other words than the one {where} was trained "
+                        f"on (another Python's help texts, or other PTB files): its ids would mean other words")
+    return data
+
+
 def evaluate(args, model, meta: dict) -> int:
-    """``xpnet eval`` of a sequence model: test loss and exact answers."""
+    """``xpnet eval`` of a sequence model: test loss and exact answers, or perplexity."""
     from ..backend import from_host_like, to_numpy
+    from ..lm import perplexity
 
     where = f"checkpoint {args.checkpoint!r}"
-    data = task_for(args, check_meta(model, meta, where), where)
+    check_meta(model, meta, where)
+    lm = getattr(model, "reports_perplexity", False)
+    data = corpus_for(args, meta, where) if lm else task_for(args, meta, where)
     ref = model.reference_array
     x, t = model.check_pair(from_host_like(data.x_test, ref), from_host_like(data.t_test, ref))
     loss, acc = (float(to_numpy(v)) for v in model.metrics(x, t))
     result = {"checkpoint": args.checkpoint, "dataset": data.name, "samples": int(x.shape[0]),
               "test_loss": loss, "test_acc": acc}
+    if lm:
+        result["test_ppl"] = perplexity(loss)
     if args.json:
         say(json.dumps(result))
+    elif lm:
+        say(f"{data.name}: test loss {loss:.4f}, perplexity {result['test_ppl']:.2f}, next word right {acc:.4f} "
+            f"on {x.shape[0]} windows of {x.shape[1]} words")
     else:
         say(f"{data.name}: test loss {loss:.4f}, exact answers {acc:.4f} on {x.shape[0]} questions")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """``xpnet generate``: words sampled from a language model's checkpoint."""
+    from .loading import load_for_use
+
+    model, meta = load_for_use(args)
+    where = f"checkpoint {args.checkpoint!r}"
+    if not getattr(model, "reports_perplexity", False):
+        raise ConfigError(f"{where} holds a {type(model).__name__}; xpnet generate samples text from a language "
+                          f"model (xpnet train --model lstm-lm); for a seq2seq model use xpnet predict")
+    words = check_lm_meta(model, meta, where)["words"]
+    ids = {w: i for i, w in enumerate(words)}
+    start = args.start.split()
+    unknown = [w for w in start if w not in ids]
+    if not start or unknown:
+        shown = ", ".join(repr(w) for w in words[:12])
+        what = "no words" if not start else "unknown word(s) " + ", ".join(map(repr, unknown))
+        raise ConfigError(f"--start {args.start!r}: {what}; the model knows {len(words)} words ({shown}, ...), "
+                          f"lower-cased as its corpus")
+    skip = [ids[w] for w in ("<unk>",) if w in ids]
+    out = model.generate([ids[w] for w in start], args.length, rng=args.seed, skip_ids=skip,
+                         temperature=args.temperature)
+    text = " ".join([*start, *(words[i] for i in out)]).replace(" <eos> ", "\n").replace("<eos>", "\n")
+    say(text.strip())
     return 0
 
 
@@ -95,6 +163,9 @@ def predict(args, model, meta: dict) -> int:
 
     where = f"checkpoint {args.checkpoint!r}"
     check_meta(model, meta, where)
+    if getattr(model, "reports_perplexity", False):
+        raise ConfigError(f"{where} holds a language model: xpnet predict answers questions of a seq2seq model; "
+                          f"sample text with xpnet generate, or see its perplexity with xpnet eval")
     vocab = meta["char_to_id"]
     data = task_for(args, meta, where)
     width, length = data.x_test.shape[1], data.t_test.shape[1] - 1

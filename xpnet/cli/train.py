@@ -176,8 +176,10 @@ def _run_training(args, trainer, t0: float) -> int:
         written += _plots(trainer, history)
     acc = last.get("test_acc", last.get("train_acc"))
     which = "test" if "test_acc" in last else "train"
+    ppl = last.get(f"{which}_ppl")
+    result = f"perplexity {ppl:.2f} (next word right {acc:.4f})" if ppl is not None else f"accuracy {acc:.4f}"
     say(
-        f"final {which} accuracy {acc:.4f} after {trainer.epoch} epochs in {elapsed:.1f} s"
+        f"final {which} {result} after {trainer.epoch} epochs in {elapsed:.1f} s"
         + (" (stopped early)" if history.stopped == "early" else "")
     )
     say("wrote " + ", ".join(written))

@@ -304,7 +304,8 @@ def _mask_shapes(step: JaxStep, x_shape) -> list:
                         x = layer.forward(x, True)
             return seen
 
-        x = step.jax.ShapeDtypeStruct(x_shape, step._ref.dtype)
+        ids = getattr(step.model, "takes_ids", False)  # word ids: the default integer dtype
+        x = step.jax.ShapeDtypeStruct(x_shape, step.jax.numpy.asarray(0).dtype if ids else step._ref.dtype)
         shapes = [tuple(s.shape) for s in step.jax.eval_shape(forward, step._carry(), x)]
         step._mask_shapes[cache_key] = shapes
     return shapes

@@ -185,5 +185,29 @@ def corpus(name: str = "pydoc", split: str = "train", data_dir=None, download: b
     raise ConfigError(f"unknown corpus {name!r}; valid corpora: {', '.join(CORPORA)}")
 
 
-__all__ = ["CORPORA", "Corpus", "EOS", "PTB_FILES", "build_corpus", "corpus", "line_words", "ptb",
-           "ptb_path", "ptb_split", "pydoc_corpus", "pydoc_words", "read_words", "tokenize"]
+def windows(ids, time_size: int) -> tuple:
+    """``(x, t)``: the ids cut into windows of ``time_size`` words (N, T), and the next word of
+    each position (N, T); the words past the last whole window are left out."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = (ids.shape[0] - 1) // time_size
+    if n < 1:
+        raise DataError(f"a text of {ids.shape[0]} words makes no window of {time_size} words and their next "
+                        f"words; use a longer text or shorter windows")
+    return ids[: n * time_size].reshape(n, time_size), ids[1: n * time_size + 1].reshape(n, time_size)
+
+
+def language_data(name: str, time_size: int = 35, data_dir=None):
+    """``(x_train, t_train, x_test, t_test, id_to_word)`` of corpus ``name`` in windows: PTB's
+    train and test files, or the pydoc corpus's first 90% and last 10% of words."""
+    if name == "ptb":
+        train, test = ptb("train", data_dir), ptb("test", data_dir)
+        words = [train.id_to_word[i] for i in range(len(train.id_to_word))]
+        return (*windows(train.ids, time_size), *windows(test.ids, time_size), words)
+    whole = corpus(name, data_dir=data_dir)
+    cut = whole.ids.shape[0] - whole.ids.shape[0] // 10
+    words = [whole.id_to_word[i] for i in range(len(whole.id_to_word))]
+    return (*windows(whole.ids[:cut], time_size), *windows(whole.ids[cut:], time_size), words)
+
+
+__all__ = ["CORPORA", "Corpus", "EOS", "language_data", "windows", "PTB_FILES", "build_corpus", "corpus",
+           "line_words", "ptb", "ptb_path", "ptb_split", "pydoc_corpus", "pydoc_words", "read_words", "tokenize"]

@@ -82,6 +82,8 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
         given = _with_checkpoint_settings(given, resume)
     kind = _model_kind(given)
     sequence = kind in seqbuild.SEQUENCE_MODELS
+    if sequence and given["hidden"] is not None:
+        given["hidden"] = _hidden_list(given["hidden"])
     seed = size_arg("seed", DEFAULTS["seed"] if given["seed"] is None else given["seed"], least=0)
     data, meta = seqbuild.load_task(given, data_dir) if sequence else _classes(given, kind, seed, data_dir)
     opts = {"out": out, "patience": patience, "meta": meta, **trainer_options}
@@ -91,16 +93,19 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
     if resume is not None:
         return Trainer.resume(resume, data, backend=backend, device=device, dtype=dtype, lr=lr,
                               weight_decay=weight_decay, **opts)
-    defaults = seqbuild.SEQ_DEFAULTS if sequence else DEFAULTS
+    defaults = seqbuild.defaults(kind) if sequence else DEFAULTS
     optimizer = defaults["optimizer"] if optimizer is None else optimizer
     if sequence:
         net = seqbuild.new_model(kind, data, given, seed, backend, device, dtype, meta)
     else:
         net = _classifier(kind, data, given, seed, backend, device, dtype, meta)
     if lr is None:
-        adam = defaults["lr"] if sequence else CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"])
-        lr = adam if str(optimizer).lower() == "adam" else 0.1
-    clip = seqbuild.SEQ_DEFAULTS["clip_norm"] if sequence else 0.0
+        name = str(optimizer).lower()
+        if sequence:  # the book's rate for its optimizer; xpnet's usual ones for another
+            lr = defaults["lr"] if name == defaults["optimizer"] else (0.001 if name == "adam" else 0.1)
+        else:
+            lr = CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"]) if name == "adam" else 0.1
+    clip = defaults["clip_norm"] if sequence else 0.0
     opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay,
                         clip_norm=clip)
     meta.update(optimizer=str(optimizer).lower(), lr=float(lr))

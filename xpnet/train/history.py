@@ -14,6 +14,7 @@ from ..atomic import write_atomic
 from ..backend import namespace
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+PERPLEXITY = ("train_ppl", "test_ppl")  # a language model's records add them
 
 
 @dataclass
@@ -43,7 +44,8 @@ class History:
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        fields = COLUMNS + tuple(k for k in PERPLEXITY if any(k in r for r in self.records))
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows(self.records)
         return buf.getvalue()
@@ -90,9 +92,11 @@ def epoch_metrics(model, x, t, x_test=None, t_test=None):
 def epoch_line(rec: dict, total: int) -> str:
     """The line an epoch prints: its losses, accuracies and time."""
     width = len(str(total))
-    s = f"epoch {rec['epoch']:>{width}}/{total}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
+    ppl = {k: f" ppl {rec[k]:.2f}" if k in rec else "" for k in ("train_ppl", "test_ppl")}
+    s = (f"epoch {rec['epoch']:>{width}}/{total}  train loss {rec['train_loss']:.4f}{ppl['train_ppl']} "
+         f"acc {rec['train_acc']:.4f}")
     if "test_loss" in rec:
-        s += f"  test loss {rec['test_loss']:.4f} acc {rec['test_acc']:.4f}"
+        s += f"  test loss {rec['test_loss']:.4f}{ppl['test_ppl']} acc {rec['test_acc']:.4f}"
     compiling = f" + compile {rec['compile_seconds']:.2f} s" if "compile_seconds" in rec else ""
     return s + f"  ({rec['seconds']:.2f} s{compiling})"
 

@@ -17,6 +17,7 @@ from ..checks import optional_size_arg, size_arg
 from ..compile import make_step
 from ..data import Loader
 from ..errors import ConfigError, NonFiniteError
+from ..lm import perplexity
 from ..model import Sequential, check_trainable
 from ..optimizers import Optimizer
 from ..outputs import Output, _same_file, claim_output
@@ -159,6 +160,8 @@ class Trainer:
         rec = {"epoch": epoch, "train_loss": float(host[0]), "train_acc": float(host[1])}
         if self.x_test is not None:
             rec.update(test_loss=float(host[2]), test_acc=float(host[3]))
+        if getattr(self.model, "reports_perplexity", False):  # a language model: exp of the losses too
+            rec.update({k.replace("loss", "ppl"): perplexity(v) for k, v in list(rec.items()) if k.endswith("loss")})
         rec["seconds"] = round(seconds, 4)
         return rec
 
