@@ -372,3 +372,14 @@ def seq2seq_loss(p, x, t, kind="seq2seq"):
         c = np.stack([attention(hs, dec[:, j], zero)[0] for j in range(dec.shape[1])], axis=1)
         dec = np.concatenate([c, dec], axis=2)
     return time_softmax_with_loss(dec @ p["W3"] + p["b3"], ts)[0]
+
+
+def lm_loss(p, x, t):
+    """The book's BetterRnnlm loss in evaluation (no dropout), from parameters named as xpnet
+    numbers them: W1 the table, Wx1/Wh1/b1 and Wx2/Wh2/b2 the LSTMs, b3 the output bias, and
+    the output weight W2 when the weights are not tied (else W1 transposed)."""
+    zeros = np.zeros((x.shape[0], x.shape[1], p["Wh1"].shape[0]))
+    h1 = time_lstm(p["W1"][x], p["Wx1"], p["Wh1"], p["b1"], zeros)[0]
+    h2 = time_lstm(h1, p["Wx2"], p["Wh2"], p["b2"], zeros)[0]
+    W = p["W2"] if "W2" in p else p["W1"].T
+    return time_softmax_with_loss(h2 @ W + p["b3"], t)[0]

@@ -264,3 +264,90 @@ def test_attention_on_dates_trains_from_the_command_line(tmp_path, capsys):
     code, text, _ = run(["predict", tmp_path / "r" / "checkpoint.npz", "--data-dir", tmp_path / "data",
                          "--limit", "2"], capsys)
     assert code == 0 and len(text.strip().splitlines()) == 2
+
+
+# ---------------------------------------------------------------------- the language model
+@pytest.mark.parametrize("tie", [True, False])
+def test_the_language_model_equals_the_reference_and_its_gradient_central_differences(be, tie):
+    """The loss equals a float64 NumPy BetterRnnlm (tied: the table transposed is the output
+    weight, one array); the gradient, the table's summed over its two uses, equals central
+    differences along a random direction (float64 rows)."""
+    import reference as ref
+
+    from xpnet.lm import LanguageModel
+
+    rng = np.random.default_rng(4)
+    x, t = rng.integers(0, V, (2, 3)), rng.integers(0, V, (2, 3))
+    model = LanguageModel.create(V, 4, 4 if tie else 5, dropout=0.0, tie=tie, rng=6, backend=be)
+    assert ("W2" in model.params) != tie and model.tied == tie
+    p0 = {k: B.to_numpy(v).astype(np.float64) for k, v in model.params.items()}
+    loss = model.loss(be.asarray(x), be.asarray(t), train=False)
+    assert float(B.to_numpy(loss)) == pytest.approx(ref.lm_loss(p0, x, t), rel=1e-4 if be.dtype_name == "float32"
+                                                    else 1e-10)
+    if be.dtype_name != "float64":
+        return
+    g = model.gradient(be.asarray(x), be.asarray(t))
+    d = {k: rng.standard_normal(v.shape) for k, v in p0.items()}
+    eps = 1e-6
+    num = (ref.lm_loss({k: p0[k] + eps * d[k] for k in p0}, x, t)
+           - ref.lm_loss({k: p0[k] - eps * d[k] for k in p0}, x, t)) / (2 * eps)
+    assert sum(float(np.sum(B.to_numpy(g[k]) * d[k])) for k in g) == pytest.approx(num, rel=1e-6)
+
+
+def test_a_language_model_trains_and_its_checkpoint_keeps_one_table(tmp_path):
+    """Through the Trainer (dropout masks drawn on the host): perplexity recorded per epoch and
+    falling; the tied table is saved once and comes back tied; a compiled jax epoch equals it."""
+    from xpnet.lm import LanguageModel
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, V, 400)
+    ids[1::2] = (ids[::2] + 1) % V  # every other word follows from the one before: learnable
+    xs, ts = ids[:-1][:390].reshape(-1, 6), ids[1:][:390].reshape(-1, 6)
+    runs = {}
+    for name in ("numpy", "jax"):
+        if not B.installed(name):
+            continue
+        be = B.resolve(name, None, "float64")
+        model = LanguageModel.create(V, 6, 6, dropout=0.3, rng=2, backend=be)
+        tr = Trainer(model, xpnet.SGD(lr=1.0, clip_norm=0.25), tuple(be.asarray(a) for a in (xs[:50], ts[:50],
+                     xs[50:], ts[50:])), batch_size=10, log=None, out=tmp_path / name)
+        hist = tr.fit(3)
+        runs[name] = hist
+        assert tr.step.compiled == (name == "jax")
+    recs = runs["numpy"].records
+    assert recs[-1]["test_ppl"] < recs[0]["test_ppl"] and recs[0]["test_ppl"] == pytest.approx(
+        np.exp(recs[0]["test_loss"]))
+    desc = C.describe_file(tmp_path / "numpy" / "checkpoint.npz")
+    assert desc["model"] == "lstm-lm" and desc["params"] == ["W1", "Wx1", "Wh1", "b1", "Wx2", "Wh2", "b2", "b3"]
+    back, _, _ = C.load(tmp_path / "numpy" / "checkpoint.npz")
+    assert back.tied and back.out.W is back.params["W1"]
+    if "jax" in runs:
+        for a, b in zip(runs["jax"].records, recs, strict=True):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+            assert a["test_ppl"] == pytest.approx(b["test_ppl"], rel=1e-9)
+
+
+def test_generate_samples_text_from_a_language_model_checkpoint(tmp_path, capsys):
+    """xpnet train --model lstm-lm on PTB files in the data folder (small ones written here) writes
+    perplexities; xpnet generate samples the same words for a seed and refuses unknown words;
+    eval reports the perplexity; predict points to generate."""
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "N", "<unk>"]
+    for name, n in (("train", 80), ("test", 12)):
+        lines = [" ".join(rng.choice(words, 8)) for _ in range(n)]
+        (tmp_path / f"ptb.{name}.txt").write_text("\n".join(f" {line} " for line in lines) + "\n")
+    code, text, err = run(["train", "--dataset", "ptb", "--data-dir", tmp_path, "--model", "lstm-lm", "--hidden",
+                           "8", "--epochs", "1", "--out", tmp_path / "r", "--no-plot"], capsys)
+    assert code == 0, err
+    assert "ppl" in text and "final test perplexity" in text
+    ck = tmp_path / "r" / "checkpoint.npz"
+    outs = [run(["generate", ck, "--start", "the cat", "--length", "12", "--seed", "3"], capsys) for _ in range(2)]
+    assert outs[0][0] == 0 and outs[0][1] == outs[1][1] and outs[0][1].startswith("the cat")
+    assert "<unk>" not in outs[0][1] and set(outs[0][1].split()) <= set(words)
+    code, _, err = run(["generate", ck, "--start", "Zebra"], capsys)
+    assert code == 1 and "unknown word(s) 'Zebra'" in err
+    code, text, _ = run(["eval", ck, "--json", "--data-dir", tmp_path], capsys)
+    last = json.loads((tmp_path / "r" / "history.json").read_text())["epochs"][-1]
+    assert code == 0 and json.loads(text)["test_ppl"] == pytest.approx(last["test_ppl"])
+    code, _, err = run(["predict", ck], capsys)
+    assert code == 1 and "xpnet generate" in err
