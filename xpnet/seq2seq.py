@@ -52,6 +52,23 @@ def _last_step_grad(dh, T: int, xp):
     return xp.concat([xp.zeros((dh.shape[0], T - 1, dh.shape[1]), dtype=dh.dtype, device=device(dh)), last], axis=1)
 
 
+def _start_ids(self: Seq2seq, start_id, x, xp, check: bool = True):
+    """The decoder's first ids (N, 1): one id for every question, or one each (checked)."""
+    ref, N = self.reference_array, x.shape[0]
+    if is_array(start_id) and not isinstance(start_id, np.generic):
+        check_same_backend(start_id, ref, "generate start_id")
+        if start_id.ndim != 1 or start_id.shape[0] != N:
+            raise ShapeError(f"generate start_id must be one int or one id per question ({N},), got shape "
+                             f"{tuple(start_id.shape)}")
+        ids = check_indices(start_id, self.vocab_size, "generate start_id", ref) if check else start_id
+        return xp.reshape(xp.astype(ids, x.dtype), (N, 1))
+    if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)) \
+            or not 0 <= start_id < self.vocab_size:
+        raise ConfigError(f"generate start_id must be an id in [0, {self.vocab_size - 1}] (the start marker's "
+                          f"id, e.g. char_to_id['_']), got {start_id!r}")
+    return xp.full((N, 1), int(start_id), dtype=x.dtype, device=device(x))
+
+
 class Seq2seq:
     """The book's ``Seq2seq``: the encoder's last hidden state starts the decoder's LSTM.
 
@@ -237,7 +254,7 @@ class Seq2seq:
             x = self.check_questions(x)
         xp = namespace(x)
         hs = self.encode(x, train=False)
-        return self._greedy(hs, self._start_ids(start_id, x, xp, check), length, xp)
+        return self._greedy(hs, _start_ids(self, start_id, x, xp, check), length, xp)
 
     def _greedy(self, hs, ids, length: int, xp):
         """Greedy decoding from the encoder's states ``hs`` and start ids (N, 1)."""
@@ -272,21 +289,6 @@ class Seq2seq:
     def decode_step(self, hs, ids):
         """Scores (N, 1, V) of one decoder step; the LSTM's state carries on from the last step."""
         return self.dec_affine.forward(self.dec_lstm.forward(self.dec_embed.forward(ids, False), False), False)
-
-    def _start_ids(self, start_id, x, xp, check: bool = True):
-        ref, N = self.reference_array, x.shape[0]
-        if is_array(start_id) and not isinstance(start_id, np.generic):
-            check_same_backend(start_id, ref, "generate start_id")
-            if start_id.ndim != 1 or start_id.shape[0] != N:
-                raise ShapeError(f"generate start_id must be one int or one id per question ({N},), got shape "
-                                 f"{tuple(start_id.shape)}")
-            ids = check_indices(start_id, self.vocab_size, "generate start_id", ref) if check else start_id
-            return xp.reshape(xp.astype(ids, x.dtype), (N, 1))
-        if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)) \
-                or not 0 <= start_id < self.vocab_size:
-            raise ConfigError(f"generate start_id must be an id in [0, {self.vocab_size - 1}] (the start marker's "
-                              f"id, e.g. char_to_id['_']), got {start_id!r}")
-        return xp.full((N, 1), int(start_id), dtype=x.dtype, device=device(x))
 
     def accuracy(self, x, t, batch_size: int | None = None, check: bool = True) -> float:
         """Fraction of questions whose whole generated answer equals ``t[:, 1:]`` (a Python float).

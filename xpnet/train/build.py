@@ -100,11 +100,7 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
     else:
         net = _classifier(kind, data, given, seed, backend, device, dtype, meta)
     if lr is None:
-        name = str(optimizer).lower()
-        if sequence:  # the book's rate for its optimizer; xpnet's usual ones for another
-            lr = defaults["lr"] if name == defaults["optimizer"] else (0.001 if name == "adam" else 0.1)
-        else:
-            lr = CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"]) if name == "adam" else 0.1
+        lr = _default_lr(kind, str(optimizer).lower(), defaults if sequence else None)
     clip = defaults["clip_norm"] if sequence else 0.0
     opt = get_optimizer(optimizer, lr, weight_decay=DEFAULTS["weight_decay"] if weight_decay is None else weight_decay,
                         clip_norm=clip)
@@ -113,6 +109,16 @@ def build(dataset: str | None = None, hidden=None, activation: str | None = None
         meta["scale"] = given["scale"] or DEFAULTS["scale"]
     opts.setdefault("batch_size", defaults["batch_size"])
     return Trainer(net, opt, data, seed=seed, **opts)
+
+
+def _default_lr(kind: str, optimizer: str, sequence_defaults: dict | None) -> float:
+    """A sequence model: the book's rate for its optimizer (xpnet's usual ones for another); else
+    Adam's measured rate per model, 0.1 for the SGD family."""
+    if sequence_defaults is not None and optimizer == sequence_defaults["optimizer"]:
+        return sequence_defaults["lr"]
+    if optimizer != "adam":
+        return 0.1
+    return 0.001 if sequence_defaults is not None else CNN_DEFAULTS["lr"].get(kind, DEFAULTS["lr"])
 
 
 def default_epochs(meta: dict) -> int:
