@@ -351,3 +351,34 @@ def test_generate_samples_text_from_a_language_model_checkpoint(tmp_path, capsys
     assert code == 0 and json.loads(text)["test_ppl"] == pytest.approx(last["test_ppl"])
     code, _, err = run(["predict", ck], capsys)
     assert code == 1 and "xpnet generate" in err
+
+
+def test_two_mpi_ranks_train_a_language_model_with_dropout_as_one_process(tmp_path, capsys):
+    """``mpiexec -n 2 xpnet train --model lstm-lm`` (each rank its rows of the one dropout mask,
+    the gradients averaged) writes the history one process writes, float64."""
+    import os
+    import shutil
+    import sys
+
+    from procs import run as run_process
+
+    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    pytest.importorskip("mpi4py", reason="needs mpi4py and an mpiexec (pip install 'xpnet[mpi]' mpich)")
+    if mpiexec is None:
+        pytest.skip("needs an mpiexec on PATH (pip install mpich)")
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 60), ("test", 10)):
+        lines = [" ".join(rng.choice(["a", "b", "c", "d", "e"], 6)) for _ in range(n)]
+        (tmp_path / f"ptb.{name}.txt").write_text("\n".join(lines) + "\n")
+    argv = ["train", "--dataset", "ptb", "--data-dir", tmp_path, "--model", "lstm-lm", "--hidden", "6", "--epochs",
+            "2", "--batch-size", "4", "--dtype", "float64", "--no-plot", "--compile", "off"]
+    assert run(argv + ["--out", tmp_path / "one"], capsys)[0] == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = run_process([mpiexec, "-n", "2", sys.executable, "-m", "xpnet", *map(str, argv), "--out", tmp_path / "two"],
+                       timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "2 MPI ranks" in done.stdout
+    one, two = (json.loads((tmp_path / d / "history.json").read_text())["epochs"] for d in ("one", "two"))
+    for a, b in zip(one, two, strict=True):
+        for col in ("train_loss", "test_loss", "train_acc", "test_ppl"):
+            assert b[col] == pytest.approx(a[col], rel=1e-10), col

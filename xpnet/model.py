@@ -119,7 +119,7 @@ def check_trainable(model, who: str) -> None:
     if missing or not model.params:
         what = f"it lacks {', '.join(missing)}" if missing else "it has no parameters"
         raise ConfigError(f"{who} needs a model with parameters (an xpnet.Sequential such as xpnet.mlp(...), or a "
-                          f"sequence model such as xpnet.PeekySeq2seq); got {type(model).__name__}: {what}")
+                          f"sequence model such as xpnet.seq2seq.PeekySeq2seq); got {type(model).__name__}: {what}")
 
 
 class Sequential:
