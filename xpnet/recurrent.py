@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import Backend, check_same_backend, device, dtype_name, host_dtype, namespace, resolve
+from .backend import Backend, check_same_backend, device, dtype_name, host_dtype, namespace, resolve, time_scan
 from .checks import as_rng, is_array, size_arg
 from .errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .layers import Layer, check_fits, check_param
@@ -125,23 +125,65 @@ def lstm_forward(Wx, Wh, b, xs, h, c):
     N, T, D = xs.shape
     H = Wh.shape[0]
     XW = xp.reshape(xp.reshape(xs, (N * T, D)) @ Wx + b, (N, T, 4 * H))
+    scan = time_scan(XW)
+    if scan is not None:  # traced by jax: one compiled loop body
+        return _lstm_forward_scan(scan, xp, XW, Wh, h, c, H)
     hs, cs, cache = [], [], []
     for xw in xp.unstack(XW, axis=1):
-        A = xw + h @ Wh
-        f, i, o = sigmoid(A[:, :H], xp), sigmoid(A[:, 2 * H:3 * H], xp), sigmoid(A[:, 3 * H:], xp)
-        g = xp.tanh(A[:, H:2 * H])
-        c = f * c + g * i
-        tc = xp.tanh(c)
-        h = o * tc
+        h, c, gates = _lstm_cell(xw, h, c, Wh, H, xp)
         hs.append(h)
         cs.append(c)
-        cache.append((f, g, i, o, tc))
+        cache.append(gates)
     return hs, cs, cache
+
+
+def _lstm_cell(xw, h, c, Wh, H, xp):
+    """One step of the LSTM from the input's share ``xw`` (N, 4H): ``(h, c, (f, g, i, o, tanh c))``."""
+    A = xw + h @ Wh
+    f, i, o = sigmoid(A[:, :H], xp), sigmoid(A[:, 2 * H:3 * H], xp), sigmoid(A[:, 3 * H:], xp)
+    g = xp.tanh(A[:, H:2 * H])
+    c = f * c + g * i
+    tc = xp.tanh(c)
+    return o * tc, c, (f, g, i, o, tc)
+
+
+def _lstm_forward_scan(scan, xp, XW, Wh, h, c, H):
+    """:func:`lstm_forward` as one scan over time (the same values, in the same lists)."""
+    def step(carry, xw):
+        h, c, gates = _lstm_cell(xw, *carry, Wh, H, xp)
+        return (h, c), (h, c, *gates)
+
+    _, ys = scan(step, (h, c), xp.permute_dims(XW, (1, 0, 2)))
+    hs, cs, *gates = (list(xp.unstack(y, axis=0)) for y in ys)
+    return hs, cs, list(zip(*gates, strict=True))
+
+
+def _lstm_backward_scan(scan, xp, Wh, c0, cs, cache, dhs):
+    """The gate gradients (N, T, 4H) and the last ``dh``, ``dc`` of :func:`lstm_backward`, as one
+    reverse scan over time."""
+    def step(carry, inputs):
+        dh, dc = carry
+        up, f, g, i, o, tc, c_prev = inputs
+        d = up + dh
+        ds = d * o * (1.0 - tc * tc) + dc
+        dA = xp.concat([ds * c_prev * f * (1.0 - f), ds * i * (1.0 - g * g),
+                        ds * g * i * (1.0 - i), d * tc * o * (1.0 - o)], axis=1)
+        return (dA @ Wh.T, ds * f), dA
+
+    gates = tuple(xp.stack([step_cache[k] for step_cache in cache], axis=0) for k in range(5))
+    zero = xp.zeros_like(c0)
+    inputs = (xp.permute_dims(dhs, (1, 0, 2)), *gates, xp.stack([c0, *cs[:-1]], axis=0))
+    (dh, dc), dA = scan(step, (zero, zero), inputs, reverse=True)
+    return xp.permute_dims(dA, (1, 0, 2)), dh, dc
 
 
 def lstm_backward(Wx, Wh, xs, h0, c0, hs, cs, cache, dhs):
     """The book's LSTM backward over time; the cell's gradient ``dc`` is carried back too."""
     xp = namespace(dhs)
+    scan = time_scan(dhs)
+    if scan is not None:  # traced by jax: one compiled loop body
+        dA, dh, dc = _lstm_backward_scan(scan, xp, Wh, c0, cs, cache, dhs)
+        return (*input_grads(xs, dA, Wx, xp.stack([h0, *hs[:-1]], axis=1), xp), dh, dc)
     dh = dc = None
     dAs, upstream = [], xp.unstack(dhs, axis=1)
     for t in reversed(range(len(hs))):

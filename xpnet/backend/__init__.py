@@ -53,6 +53,7 @@ from .arrays import (
     namespace,
     scatter_add,
     sub_scaled_,
+    time_scan,
     to_float,
     to_numpy,
 )
@@ -86,7 +87,7 @@ __all__ = [
     "device_context", "device_label", "dtype_error", "dtype_name", "from_host_like", "get_backend", "host_dtype",
     "installed", "is_writeable", "library", "library_of", "materialize", "materialize_all", "namespace",
     "nccl_status", "resolve",
-    "scatter_add",
+    "scatter_add", "time_scan",
     "set_backend", "sub_scaled_", "to_backend", "to_float", "to_numpy", "use_backend",
     "_cache", "_constants", "_cupy_unusable_reason", "_parse_device", "_valid_devices",
 ]

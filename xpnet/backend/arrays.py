@@ -159,6 +159,11 @@ def scatter_add(shape: tuple, idx, values):
     return library_of(values).scatter_add(namespace(values), tuple(shape), idx, values)
 
 
+def time_scan(x):
+    """``lax.scan`` while ``x`` is traced by jax (a compiled loop over time), else None."""
+    return library_of(x).time_scan(x)
+
+
 def materialize(x):
     """Cut lazy backends' graphs after an update (dask: persist) so steps do not pile up."""
     return library_of(x).materialize(x)

@@ -155,6 +155,12 @@ class Library:
         """Cut a lazy library's graph after an update."""
         return x
 
+    def time_scan(self, x):
+        """A ``lax.scan``-like ``scan(step, carry, xs, reverse=False) -> (carry, ys)`` for loops over
+        time when ``x`` is being traced for compilation (one loop body in the compiled program
+        instead of one copy a step), else None: the caller loops in Python."""
+        return None
+
     def materialize_all(self, arrays: list) -> list:
         """:meth:`materialize` of arrays that may share a graph, computing it once."""
         return list(arrays)
