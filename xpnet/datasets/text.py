@@ -105,7 +105,7 @@ def ptb_path(split: str = "train", data_dir=None, download: bool = True, mirrors
     name = PTB_FILES[ptb_split(split)]
     folder = D.data_folder(data_dir)
     files = " and ".join(wanted or [name])
-    hint = (f"Offline? Copy {files} into {folder} or {folder / 'ptb'}, or pass data_dir= / set "
+    hint = (f"Offline? Copy {files} into {folder} or {folder / 'ptb'}, or point --data-dir (data_dir=) or "
             f"${D.ENV_DIR} to the folder that holds them.")
     try:
         return D.fetch(name, "ptb", data_dir, download, PTB_MIRRORS if mirrors is None else mirrors,
