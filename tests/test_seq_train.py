@@ -382,3 +382,34 @@ def test_two_mpi_ranks_train_a_language_model_with_dropout_as_one_process(tmp_pa
     for a, b in zip(one, two, strict=True):
         for col in ("train_loss", "test_loss", "train_acc", "test_ppl"):
             assert b[col] == pytest.approx(a[col], rel=1e-10), col
+
+
+def test_ctrl_c_in_an_epoch_rolls_a_sequence_model_back_and_keeps_the_last_epoch(tmp_path, monkeypatch):
+    """A KeyboardInterrupt in the middle of epoch 2 leaves the model as epoch 1 left it, writes
+    that state, and a resume from it ends where an uninterrupted run ends."""
+    be = B.resolve("numpy", None, "float64")
+    whole = _trainer("attention-seq2seq", be)
+    whole.fit(2)
+    tr = _trainer("attention-seq2seq", be, out=tmp_path / "r")
+    tr.fit(1)
+    after_one = {k: B.to_numpy(v).copy() for k, v in tr.model.params.items()}
+    real, calls = type(tr.model).loss, []
+
+    def interrupted(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # the second step of epoch 2
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(type(tr.model), "loss", interrupted)
+    hist = tr.fit(2)
+    monkeypatch.undo()
+    tr.close()
+    assert hist.stopped == "interrupted" and tr.epoch == 1
+    for k, v in after_one.items():
+        np.testing.assert_array_equal(B.to_numpy(tr.model.params[k]), v)
+    resumed = Trainer.resume(tmp_path / "r" / "checkpoint.npz", tuple(be.asarray(a) for a in _data()),
+                             backend="numpy", log=None)
+    resumed.fit(2)
+    for k, v in whole.model.params.items():
+        np.testing.assert_array_equal(B.to_numpy(resumed.model.params[k]), B.to_numpy(v))
