@@ -31,6 +31,7 @@ class LanguageModel:
 
     kind = "lstm-lm"
     takes_ids = True
+    eager_metrics = True  # a compiled step evaluates it eagerly (loops over batches and time steps)
     reports_perplexity = True  # the trainer records exp(loss) per epoch
     in_features = out_features = input_shape = None
     helper_layers: tuple = ()

@@ -80,6 +80,7 @@ class Seq2seq:
 
     kind = "seq2seq"
     takes_ids = True  # word ids in, word ids as targets: the trainer places and checks them as such
+    eager_metrics = True  # a compiled step evaluates it eagerly (loops over batches and time steps)
     in_features = out_features = input_shape = None
     helper_layers: tuple = ()  # layers without parameters outside ``layers`` (attention)
 
@@ -268,7 +269,7 @@ class Seq2seq:
 
     predict = generate
 
-    def metrics(self, x, t, batch_size: int = 8192):
+    def metrics(self, x, t, batch_size: int = 2048):
         """Mean teacher-forced loss and the fraction of exactly generated answers on ``(x, t)``, as
         two 0-d arrays (no host sync: what the trainer records each epoch, compiled on jax). The
         ids are trusted: check them once beforehand (``check_pair``). Each row's answer starts at

@@ -229,6 +229,8 @@ class JaxStep(Step):
         """``fn(model, *arrays)`` compiled, with the model's current parameters and state as
         inputs (not donated, not changed); for evaluation passes written for eager arrays."""
         m = self.model
+        if getattr(m, "eager_metrics", False):  # batches and time steps in Python loops: traced, they would
+            return fn(m, *arrays)  # unroll into one program that takes minutes and gigabytes to compile
         args = ((dict(m.params.items()), dict(m.state.items())), *arrays)
 
         def pure(weights, *arrays):
