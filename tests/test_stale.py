@@ -21,36 +21,12 @@ from xpnet.optimizers import OPTIMIZERS
 from xpnet.train import evaluate
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
+# many tests here compile the very same program before their change (one per optimizer and form)
+pytestmark = pytest.mark.usefixtures("shared_jax_executables")
 # a valid value other than the default, for every hyper-parameter any optimizer has
 NEW_VALUE = {"lr": 0.02, "weight_decay": 0.01, "eps": 1e-2, "momentum": 0.5, "decay_rate": 0.9,
              "beta1": 0.5, "beta2": 0.9}
 CASES = [(name, hyper) for name, cls in OPTIMIZERS.items() for hyper in cls.hyper]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_executables(tmp_path_factory):
-    """Many tests here compile the very same program before their change (one per optimizer and
-    form): jax's persistent compile cache, in a folder of this module's own, compiles each once.
-    Its key is the compiled program itself, so a step traced after a change can never be handed
-    an executable of the old one; jax's settings are put back afterwards."""
-    if not HAS_JAX:
-        yield
-        return
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    saved = {name: getattr(jax.config, name) for name in names}
-    compilation_cache.reset_cache()
-    folder, why = XC.use_cache(tmp_path_factory.mktemp("jax-cache"))
-    assert folder is not None, why
-    try:
-        yield
-    finally:
-        compilation_cache.reset_cache()
-        for name, value in saved.items():
-            jax.config.update(name, value)
 
 
 def jax64():
