@@ -112,6 +112,35 @@ def be(request) -> B.Backend:
         pytest.skip(f"{row.backend} cannot run here: {e}")
 
 
+@pytest.fixture(scope="module")
+def shared_jax_executables(tmp_path_factory):
+    """For a module whose tests compile the same jax programs again and again: jax's persistent
+    compile cache, in a folder of the module's own, compiles each program once. Its key is the
+    compiled program itself, so a step traced after a change is never handed an executable of
+    another program; jax's settings are put back afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("shared_jax_executables")``."""
+    if not B.installed("jax"):
+        yield
+        return
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from xpnet.compile import use_cache
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {name: getattr(jax.config, name) for name in names}
+    compilation_cache.reset_cache()
+    folder, why = use_cache(tmp_path_factory.mktemp("jax-cache"))
+    assert folder is not None, why
+    try:
+        yield
+    finally:
+        compilation_cache.reset_cache()
+        for name, value in saved.items():
+            jax.config.update(name, value)
+
+
 @pytest.fixture
 def clean_choice(monkeypatch):
     """No XPNET_BACKEND / XPNET_DEVICE / XPNET_DTYPE and no process-wide set_backend choice."""

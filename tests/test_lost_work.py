@@ -344,7 +344,7 @@ def test_a_binary_model_trains_on_0_1_labels_and_reports_its_true_accuracy(be):
     t = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
     model = X.mlp([4, 8, 1], loss="sigmoid", seed=0, backend=be)
     data = (be.asarray(x[:160]), be.asarray(t[:160]), be.asarray(x[160:]), be.asarray(t[160:]))
-    history = T.Trainer(model, X.Adam(lr=0.05), data, batch_size=32, log=None).fit(10)  # 100% on numpy
+    history = T.Trainer(model, X.Adam(lr=0.1), data, batch_size=32, log=None).fit(3)  # 97.5% on numpy
     host = X.to_numpy(model.predict(be.asarray(x[160:])))[:, 0]
     truth = float(np.mean((host > 0) == t[160:]))
     assert truth > 0.9

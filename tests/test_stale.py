@@ -21,6 +21,8 @@ from xpnet.optimizers import OPTIMIZERS
 from xpnet.train import evaluate
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
+# many tests here compile the very same program before their change (one per optimizer and form)
+pytestmark = pytest.mark.usefixtures("shared_jax_executables")
 # a valid value other than the default, for every hyper-parameter any optimizer has
 NEW_VALUE = {"lr": 0.02, "weight_decay": 0.01, "eps": 1e-2, "momentum": 0.5, "decay_rate": 0.9,
              "beta1": 0.5, "beta2": 0.9}

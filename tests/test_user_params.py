@@ -64,13 +64,14 @@ def train(be, optimizer, steps=150, batch=100, seed=0):
     return net, float(xpnet.to_numpy(net.accuracy(be.asarray(data.x_test), be.asarray(data.t_test))))
 
 
-# (learning rate, steps, batch): the fewest steps after which the float64 NumPy run is past 90%
-# on the test rows (sgd 91.6%, adam 94.2%); a dask step costs 0.1-0.4 s, mostly per operation, not per row
-RUNS = {"sgd": (0.5, 100, 100), "adam": (0.01, 50, 300)}
+# (learning rate, steps, batch, accuracy the float64 NumPy run must pass on the test rows): few steps,
+# since a dask step costs 0.1-0.4 s; measured: sgd 75.8%, adam 90.5%, against 8.6% for a net whose
+# layers miss the updates (the weights are compared with NumPy's as well)
+RUNS = {"sgd": (0.5, 60, 100, 0.7), "adam": (0.03, 20, 300, 0.85)}
 
 
 def run(be, name):
-    lr, steps, batch = RUNS[name]
+    lr, steps, batch, _ = RUNS[name]
     return train(be, xpnet.get_optimizer(name, lr), steps=steps, batch=batch)
 
 
@@ -85,7 +86,7 @@ def reference():
 def test_the_books_two_layer_net_learns_on_every_backend_as_on_numpy(be, reference, name):
     net, acc = run(be, name)
     ref_net, ref_acc = reference[name]
-    assert ref_acc > 0.9
+    assert ref_acc > RUNS[name][3]
     assert acc == pytest.approx(ref_acc, abs=0.01 if be.dtype_name == "float32" else 1e-12)
     for key in ("W1", "b1", "W2", "b2"):
         layer, pname = ("Affine1", key[0]) if key.endswith("1") else ("Affine2", key[0])
