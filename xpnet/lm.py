@@ -20,7 +20,7 @@ import numpy as np
 from .backend import Backend, from_host_like, namespace, resolve, to_numpy
 from .checks import as_rng, is_array, number_arg, size_arg
 from .errors import ConfigError, DTypeError, ShapeError
-from .model import _checked_views
+from .model import _checked_views, describe_layers
 from .recurrent import TimeLSTM
 from .sequence import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss, TimeTiedAffine, check_indices
 
@@ -119,8 +119,7 @@ class LanguageModel:
         return int(self.embed.params["W"].shape[0])
 
     def describe(self) -> list[dict]:
-        return [{"type": type(layer).__name__, "config": layer.config(),
-                 "params": {k: list(v.shape) for k, v in layer.params.items()}} for layer in self.layers]
+        return describe_layers(self.layers)
 
     def __repr__(self) -> str:
         V, D = self.embed.params["W"].shape

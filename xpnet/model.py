@@ -107,6 +107,12 @@ def _checked_views(layers: list) -> tuple:
     return views
 
 
+def describe_layers(layers) -> list[dict]:
+    """Each layer's type, config and parameter shapes, in order: what a checkpoint describes."""
+    return [{"type": type(layer).__name__, "config": layer.config(),
+             "params": {k: list(v.shape) for k, v in layer.params.items()}} for layer in layers]
+
+
 TRAINABLE = ("params", "grads", "state", "layers", "loss_layer", "loss", "backward", "reference_array")
 
 
@@ -385,11 +391,7 @@ class Sequential:
     # ------------------------------------------------------------------ description
     def describe(self) -> list[dict]:
         """The layer list with each layer's type, config and parameter shapes (for checkpoints)."""
-        return [
-            {"type": type(layer).__name__, "config": layer.config(),
-             "params": {k: list(v.shape) for k, v in layer.params.items()}}
-            for layer in self.layers
-        ]
+        return describe_layers(self.layers)
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)

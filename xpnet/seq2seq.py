@@ -28,7 +28,7 @@ from .attention import TimeAttention
 from .backend import Backend, check_same_backend, device, namespace, resolve, to_numpy
 from .checks import as_rng, is_array, size_arg
 from .errors import ConfigError, DTypeError, ShapeError
-from .model import _checked_views
+from .model import _checked_views, describe_layers
 from .recurrent import TimeLSTM
 from .sequence import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss, check_indices
 
@@ -181,8 +181,7 @@ class Seq2seq:
         return self.enc_lstm.H
 
     def describe(self) -> list[dict]:
-        return [{"type": type(layer).__name__, "config": layer.config(),
-                 "params": {k: list(v.shape) for k, v in layer.params.items()}} for layer in self.layers]
+        return describe_layers(self.layers)
 
     def __repr__(self) -> str:
         V, D = self.enc_embed.params["W"].shape
